@@ -1,0 +1,39 @@
+"""Every exception PillSnap raises on purpose.
+
+The Rust extension maps its one error enum onto these classes by name (see
+``rust/src/python.rs``), so Python code catches the same types whichever side failed.
+"""
+
+from __future__ import annotations
+
+
+class PillsnapError(Exception):
+    """Base class: catch this to handle any PillSnap failure."""
+
+
+class ConfigError(PillsnapError, ValueError):
+    """A config file, key, value or CLI override is invalid; the message lists valid options."""
+
+
+class DataError(PillsnapError):
+    """The dataset on disk is not what PillSnap expects."""
+
+
+class CorruptImageError(DataError):
+    """An image file is truncated, has a bad signature or cannot be decoded."""
+
+
+class UnsupportedImageError(DataError):
+    """An image is in a format PillSnap does not read (only PNG and JPEG are)."""
+
+
+class LabelError(DataError):
+    """A label JSON file is broken or lacks a required field."""
+
+
+class PackError(DataError):
+    """A pack file is truncated, has a bad header/version or a record fails its checksum."""
+
+
+class NativeIOError(PillsnapError, OSError):
+    """An operating-system I/O error inside the native extension (missing file, permissions)."""

@@ -1,0 +1,105 @@
+//! The crate's one error type.
+//!
+//! Every fallible function in the pure-Rust core returns [`Error`]; `python.rs` holds the one
+//! conversion into the exception classes of `pillsnap.errors`, chosen by variant.
+
+use std::any::Any;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything the native engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The operating system refused a file operation (missing file, permissions, I/O error).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file claims to be a PNG or JPEG but its bytes are broken or truncated.
+    #[error("{}: corrupt image: {reason}", path.display())]
+    CorruptImage { path: PathBuf, reason: String },
+
+    /// The file is not a PNG or JPEG (or uses a flavour of one that PillSnap cannot read).
+    #[error("{}: unsupported image: {reason}", path.display())]
+    UnsupportedFormat { path: PathBuf, reason: String },
+
+    /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
+    #[error("internal error in pillsnap._native: {reason}")]
+    Internal { reason: String },
+}
+
+impl Error {
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
+        Error::CorruptImage {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unsupported(path: &Path, reason: impl Into<String>) -> Self {
+        Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The file this error is about, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::CorruptImage { path, .. }
+            | Error::UnsupportedFormat { path, .. } => Some(path),
+            Error::Internal { .. } => None,
+        }
+    }
+
+    /// Turns a caught panic payload into an error, so that no panic crosses into Python.
+    pub fn from_panic(context: &str, payload: Box<dyn Any + Send>) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic payload".to_owned());
+        Error::Internal {
+            reason: format!("panic while {context}: {message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_file() {
+        let p = Path::new("/data/a.png");
+        let e = Error::corrupt(p, "truncated: missing IEND trailer");
+        assert_eq!(
+            e.to_string(),
+            "/data/a.png: corrupt image: truncated: missing IEND trailer"
+        );
+        assert_eq!(e.path(), Some(p));
+        let e = Error::io(p, io::Error::from(io::ErrorKind::NotFound));
+        assert!(e.to_string().starts_with("/data/a.png: "));
+    }
+
+    #[test]
+    fn panic_payloads_become_internal_errors() {
+        let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+        let e = Error::from_panic("probing x", payload);
+        assert!(matches!(&e, Error::Internal { reason } if reason.contains("boom 7")));
+        let payload = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        let e = Error::from_panic("probing x", payload);
+        assert!(e.to_string().contains("static"));
+    }
+}
