@@ -1,0 +1,36 @@
+"""Show or check the resolved config.
+
+    python -m pillsnap.config show [--cfg config.yaml] [train.lr=1e-4 ...]
+    python -m pillsnap.config check --cfg configs/rtx5080-wsl.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.config.loader import config_hash, to_yaml
+from pillsnap.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pillsnap.config", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["show", "check"])
+    add_config_args(parser)
+    args = parse_args(parser, argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "show":
+        sys.stdout.write(to_yaml(cfg))
+    else:
+        print(f"config OK (hash {config_hash(cfg)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The config arguments every ``python -m pillsnap.*`` command shares.
+
+``--cfg FILE`` (default ./config.yaml when present), ``--env-file FILE`` (default .env)
+and dotted overrides such as ``train.batch_size=128`` anywhere on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from pillsnap.config.loader import load_config
+from pillsnap.config.schema import PillsnapConfig
+
+# "section.key=value": a dotted key before the "=" tells an override from a flag value.
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg", type=Path, default=None,
+                        help="config YAML (default: ./config.yaml if present)")
+    parser.add_argument("--env-file", type=Path, default=Path(".env"),
+                        help="serving secrets (default: .env)")
+    parser.epilog = (parser.epilog or "") + "\nOverrides: section.key=value, e.g. train.lr=1e-4"
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse flags with ``parser``; dotted ``key=value`` tokens become ``args.overrides``."""
+    import sys
+
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    overrides = [t for t in tokens if _OVERRIDE.match(t)]
+    args = parser.parse_args([t for t in tokens if not _OVERRIDE.match(t)])
+    args.overrides = overrides
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> PillsnapConfig:
+    return load_config(args.cfg, args.overrides, env_file=args.env_file)

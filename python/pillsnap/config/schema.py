@@ -1,0 +1,252 @@
+"""The typed config: every section, its defaults and its allowed choices.
+
+``config.yaml`` at the repository root mirrors these defaults with comments; a test keeps
+the two in step. Load a config with ``pillsnap.config.load_config`` (YAML, overrides, .env),
+never by building these classes by hand from user input.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pillsnap.config.paths import ConfigPath, OptionalConfigPath
+
+FeatureSet = Literal["mvp", "advanced", "production"]
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class RunConfig(Section):
+    name: str = "exp01"
+    out_dir: ConfigPath = Field(default="runs", description="a run writes to out_dir/name")
+    seed: int = 42
+    deterministic: bool = False
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None  # None: LOG_LEVEL or INFO
+    file: bool = True
+    tensorboard: bool = True
+    log_every_steps: int = Field(50, ge=1)
+
+
+class PipelineConfig(Section):
+    mode: Literal["single", "combo"] = "single"
+
+
+class DataConfig(Section):
+    root: ConfigPath = Field(default="data/aihub", description="extracted AIHub tree")
+    manifest_dir: ConfigPath = "artifacts/manifest"
+    scan_workers: int = Field(0, ge=0)  # 0: all cores
+    verify_images: Literal["header", "none"] = "header"
+    stage: Literal[0, 1, 2, 3, 4] = 0  # 0: everything; 1-4 the progressive subsets
+    stage_seed: int = 42
+
+
+class PackConfig(Section):
+    out_dir: ConfigPath = "artifacts/pack"
+    short_side: int = Field(480, ge=32)  # about 1.25x the classifier input (384)
+    storage: Literal["jpeg", "raw"] = "jpeg"
+    jpeg_quality: int = Field(90, ge=50, le=100)
+    region: Literal["image", "pill"] = "pill"  # pill: the labelled box plus a margin
+    pill_margin: float = Field(0.15, ge=0.0, le=1.0)
+    workers: int = Field(0, ge=0)
+
+
+class CacheConfig(Section):
+    policy: Literal["hotset", "none"] = "hotset"
+    hotset_gb: float = Field(24.0, ge=0.0)
+    mlock: bool = False
+
+
+class DataloaderConfig(Section):
+    threads: int = Field(0, ge=0)  # 0: autotune from the candidates
+    autotune: bool = True
+    autotune_candidates: list[int] = Field(default_factory=lambda: [2, 4, 8, 12, 16])
+    autotune_batches: int = Field(20, ge=1)
+    prefetch_batches: int = Field(4, ge=1)
+    pin_memory: bool = True
+    drop_last: bool = True
+
+
+class ClassifierConfig(Section):
+    arch: str = "tf_efficientnetv2_s.in21k_ft_in1k"
+    image_size: int = Field(384, ge=32)
+    max_classes: int = Field(5000, ge=1)
+    pretrained: bool = True
+    drop_rate: float = Field(0.3, ge=0.0, lt=1.0)
+    drop_path_rate: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class DetectorConfig(Section):
+    arch: str = "yolo11m"
+    image_size: int = Field(640, ge=32)
+    pretrained: bool = True  # yolo11m.pt when present, else yolo11m.yaml from scratch
+    conf_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    max_detections: int = Field(32, ge=1)
+
+
+class ModelsConfig(Section):
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+
+
+class EmaConfig(Section):
+    enabled: bool = True
+    decay: float = Field(0.9998, gt=0.0, lt=1.0)
+    warmup_steps: int = Field(2000, ge=0)
+
+
+class AutoBatchConfig(Section):
+    enabled: bool = True
+    max_batch: int = Field(256, ge=1)
+    vram_headroom: float = Field(0.88, gt=0.0, le=1.0)
+    warmup_steps: int = Field(3, ge=1)
+
+
+OomStep = Literal["empty_cache", "force_fp16", "grad_accum", "halve_batch"]
+
+
+class OomConfig(Section):
+    steps: list[OomStep] = Field(
+        default_factory=lambda: ["empty_cache", "force_fp16", "grad_accum", "halve_batch"]
+    )
+    max_retries: int = Field(6, ge=0)
+    min_batch: int = Field(1, ge=1)
+
+
+class EarlyStopConfig(Section):
+    monitor: Literal["macro_f1", "top1", "val_loss"] = "macro_f1"
+    patience: int = Field(5, ge=0)
+
+
+class DetTrainConfig(Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    patience: int = Field(20, ge=0)
+    workers: int = Field(8, ge=0)
+    include_single: bool = False  # also train the detector on single-pill photos
+
+
+class TrainConfig(Section):
+    task: Literal["cls", "det", "both"] = "cls"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    scheduler: Literal["cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    clip_grad_norm: float | None = Field(1.0, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    amp: bool = True
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
+    tf32: bool = True
+    channels_last: bool = True
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "default"
+    cuda_graphs: bool = False
+    grad_checkpointing: bool = False
+    resume: str | None = None  # None, "last", or a checkpoint path
+    eval_every_epochs: int = Field(1, ge=1)
+    ema: EmaConfig = Field(default_factory=EmaConfig)
+    auto_batch: AutoBatchConfig = Field(default_factory=AutoBatchConfig)
+    oom: OomConfig = Field(default_factory=OomConfig)
+    early_stopping: EarlyStopConfig = Field(default_factory=EarlyStopConfig)
+    det: DetTrainConfig = Field(default_factory=DetTrainConfig)
+
+
+class ParityConfig(Section):
+    samples: int = Field(64, ge=1)
+    cls_max_mse: float = Field(1e-6, ge=0.0)
+    det_max_map_delta: float = Field(0.01, ge=0.0)
+    det_min_iou: float = Field(0.95, ge=0.0, le=1.0)
+
+
+class ExportConfig(Section):
+    out_dir: ConfigPath = "artifacts/export"
+    opset: int = Field(17, ge=13)
+    dynamic_batch: bool = True
+    parity: ParityConfig = Field(default_factory=ParityConfig)
+    int8_calibration_images: int = Field(256, ge=1)
+
+
+class TritonConfig(Section):
+    repository: ConfigPath = "triton_models"
+    model_version: str = "1"
+    http_port: int = Field(8100, ge=1, le=65535)
+    grpc_port: int = Field(8101, ge=1, le=65535)
+    metrics_port: int = Field(8102, ge=1, le=65535)
+    classifier_max_batch: int = Field(32, ge=1)
+    detector_max_batch: int = Field(8, ge=1)
+    max_queue_delay_us: int = Field(2000, ge=0)
+    instances: int = Field(1, ge=1)
+    tensorrt_fp16: bool = False
+    warmup: bool = True
+    launcher: Literal["bundled", "docker"] = "bundled"
+    docker_image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"
+
+
+class ServeConfig(Section):
+    backend: Literal["auto", "embedded", "triton"] = "auto"  # auto: triton if triton_url set
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # None below means: take it from the environment / .env (API_KEY, CORS_ALLOW_ORIGINS,
+    # MODEL_PATH, TRITON_URL), else the built-in default.
+    api_keys: list[str] | None = None
+    cors_allow_origins: list[str] | None = None
+    model_path: OptionalConfigPath = None
+    triton_url: str | None = None
+    health_public: bool = True
+    top_k: int = Field(5, ge=1, le=50)
+    low_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_batch_images: int = Field(16, ge=1)
+    request_timeout_s: float = Field(10.0, gt=0.0)
+
+
+class MeasurementConfig(Section):
+    batch_size: int = Field(1, ge=1)
+    warmup_runs: int = Field(20, ge=0)
+    runs: int = Field(200, ge=1)
+
+
+class TargetsConfig(Section):
+    single_top1: float = 0.92
+    combo_map50: float = 0.85
+    p95_latency_ms: float = 150.0
+    measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
+
+
+class PillsnapConfig(Section):
+    """The whole config; ``config.yaml`` is this with comments."""
+
+    active_feature_set: FeatureSet = "production"
+    run: RunConfig = Field(default_factory=RunConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    pack: PackConfig = Field(default_factory=PackConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    dataloader: DataloaderConfig = Field(default_factory=DataloaderConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    triton: TritonConfig = Field(default_factory=TritonConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
+
+    @model_validator(mode="after")
+    def _features_allowed(self) -> PillsnapConfig:
+        from pillsnap.features import check_features
+
+        check_features(self)
+        return self
