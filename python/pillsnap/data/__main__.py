@@ -3,6 +3,7 @@
     python -m pillsnap.data synth --out data/synth --classes 12 --size 244x320
     python -m pillsnap.data scan  --root data/synth --out artifacts/manifest
     python -m pillsnap.data stage --stage 1 --manifest artifacts/manifest --out artifacts/stage1
+    python -m pillsnap.data yolo  --manifest artifacts/manifest --root data/synth --out yolo
 
 Every command also takes ``--cfg config.yaml`` and dotted overrides (``data.scan_workers=8``);
 explicit flags win over config values.
@@ -73,7 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--images", type=int, help="override the stage's image count")
     stage.add_argument("--classes", type=int, help="override the stage's class count")
 
-    for command in (synth, scan, stage):
+    yolo = sub.add_parser("yolo", help="write the detector's YOLO-format view of the manifest")
+    yolo.add_argument("--manifest", type=_path,
+                      help="manifest directory (default: data.manifest_dir)")
+    yolo.add_argument("--root", type=_path, help="dataset root (default: data.root)")
+    yolo.add_argument("--out", type=_path, required=True)
+    yolo.add_argument("--include-single", action="store_true", default=None,
+                      help="also single-pill photos (default: train.det.include_single)")
+    yolo.add_argument("--workers", type=int, default=0)
+
+    for command in (synth, scan, stage, yolo):
         add_config_args(command)
     return parser
 
@@ -128,7 +138,18 @@ def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     return 0
 
 
-COMMANDS = {"synth": run_synth, "scan": run_scan, "stage": run_stage}
+def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.yolo_view import write_yolo_view
+
+    include = cfg.train.det.include_single if args.include_single is None else True
+    report = write_yolo_view(args.manifest or cfg.data.manifest_dir, args.root or cfg.data.root,
+                             args.out, image_size=cfg.models.detector.image_size,
+                             include_single=include, workers=args.workers)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+COMMANDS = {"synth": run_synth, "scan": run_scan, "stage": run_stage, "yolo": run_yolo}
 
 if __name__ == "__main__":
     sys.exit(main())
