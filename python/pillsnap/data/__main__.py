@@ -139,6 +139,9 @@ def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
 
 
 def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.features import require
+
+    require(cfg, "advanced", "the detector's YOLO view")
     from pillsnap.data.yolo_view import write_yolo_view
 
     include = cfg.train.det.include_single if args.include_single is None else True
