@@ -29,6 +29,14 @@ pub enum Error {
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
+
+    /// The caller asked for something impossible (bad sizes, a protocol misuse).
+    #[error("{reason}")]
+    InvalidArgument { reason: String },
+
+    /// A bounded wait ran out; callers retry after checking for Ctrl-C.
+    #[error("timed out")]
+    Timeout,
 }
 
 impl Error {
@@ -59,7 +67,7 @@ impl Error {
             Error::Io { path, .. }
             | Error::CorruptImage { path, .. }
             | Error::UnsupportedFormat { path, .. } => Some(path),
-            Error::Internal { .. } => None,
+            Error::Internal { .. } | Error::InvalidArgument { .. } | Error::Timeout => None,
         }
     }
 

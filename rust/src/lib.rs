@@ -4,6 +4,7 @@
 //! `python.rs`, compiled only with the `python` feature, is the one binding layer.
 
 pub mod error;
+pub mod prefetch;
 pub mod probe;
 
 #[cfg(feature = "python")]

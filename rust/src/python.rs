@@ -79,7 +79,12 @@ fn exception_instance<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, 
         Error::UnsupportedFormat { .. } => errors
             .getattr("UnsupportedImageError")?
             .call1((err.to_string(),)),
-        Error::Internal { .. } => errors.getattr("PillsnapError")?.call1((err.to_string(),)),
+        Error::InvalidArgument { .. } => errors
+            .getattr("InvalidArgumentError")?
+            .call1((err.to_string(),)),
+        Error::Internal { .. } | Error::Timeout => {
+            errors.getattr("PillsnapError")?.call1((err.to_string(),))
+        }
     }
 }
 
