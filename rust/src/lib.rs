@@ -4,7 +4,9 @@
 //! `python.rs`, compiled only with the `python` feature, is the one binding layer.
 
 pub mod error;
+pub mod pack;
 pub mod probe;
+mod threads;
 
 #[cfg(feature = "python")]
 mod python;

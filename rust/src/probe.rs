@@ -97,14 +97,9 @@ pub struct Prober {
 impl Prober {
     /// `threads == 0` uses every core (or `RAYON_NUM_THREADS`).
     pub fn new(threads: usize) -> Result<Self, Error> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("pillsnap-probe-{i}"))
-            .build()
-            .map_err(|e| Error::Internal {
-                reason: format!("cannot start {threads} probe threads: {e}"),
-            })?;
-        Ok(Prober { pool })
+        Ok(Prober {
+            pool: crate::threads::pool(threads, "probe")?,
+        })
     }
 
     /// Probes `paths` in parallel; result `i` belongs to `paths[i]`.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
@@ -79,6 +80,21 @@ fn exception_instance<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, 
         Error::UnsupportedFormat { .. } => errors
             .getattr("UnsupportedImageError")?
             .call1((err.to_string(),)),
+        Error::PackTruncated { .. }
+        | Error::PackBadMagic { .. }
+        | Error::PackBadVersion { .. }
+        | Error::PackChecksum { .. }
+        | Error::PackCorrupt { .. }
+        | Error::PackJournal { .. } => errors.getattr("PackError")?.call1((err.to_string(),)),
+        // Caller mistakes, not data problems: the built-in classes Python code expects.
+        Error::InvalidArgument { .. } => Ok(PyValueError::new_err(err.to_string())
+            .into_value(py)
+            .into_bound(py)
+            .into_any()),
+        Error::IndexOutOfRange { .. } => Ok(PyIndexError::new_err(err.to_string())
+            .into_value(py)
+            .into_bound(py)
+            .into_any()),
         Error::Internal { .. } => errors.getattr("PillsnapError")?.call1((err.to_string(),)),
     }
 }
