@@ -146,6 +146,18 @@ impl Error {
         }
     }
 
+    /// Runs `f`, turning a panic into [`Error::Internal`] (with `context()` naming the work)
+    /// so that no panic unwinds into Python.
+    ///
+    /// Callers must not reuse state that `f` may have left half-updated.
+    pub fn catch_panic<T>(
+        context: impl FnOnce() -> String,
+        f: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|payload| Err(Error::from_panic(&context(), payload)))
+    }
+
     /// Turns a caught panic payload into an error, so that no panic crosses into Python.
     pub fn from_panic(context: &str, payload: Box<dyn Any + Send>) -> Self {
         let message = payload

@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -126,12 +125,7 @@ fn probe_guarded(path: &Path) -> Result<ImageInfo, Error> {
 
 fn catch_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     // The closure only reads the file at `path`; no shared state can be left half-updated.
-    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        Err(Error::from_panic(
-            &format!("probing {}", path.display()),
-            payload,
-        ))
-    })
+    Error::catch_panic(|| format!("probing {}", path.display()), f)
 }
 
 enum Sniff {

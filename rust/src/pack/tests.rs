@@ -431,7 +431,7 @@ fn interrupted_then_resumed(dir: &Path, kill_after: u64, total: u64) -> Result<u
     }
     let mut w = PackWriter::open(&path, options())?;
     add_samples(&mut w, 0..kill_after)?;
-    w.simulate_kill();
+    w.abandon();
     assert!(
         !path.exists(),
         "an unfinished pack appeared at its final name"

@@ -305,6 +305,12 @@ impl PackWriter {
         Ok(())
     }
 
+    /// Drops the writer as a kill would: no checkpoint, so the journal keeps only what the
+    /// last checkpoint recorded. For state that may be inconsistent (a caught panic).
+    pub fn abandon(mut self) {
+        self.broken = true;
+    }
+
     /// Makes every record added so far resumable: payloads to the OS (and disk when
     /// `durable`), then their journal slots.
     pub fn checkpoint(&mut self) -> Result<(), Error> {
@@ -412,14 +418,6 @@ impl PackWriter {
             .and_then(|_| file.write_all(&header.encode()))
             .map_err(io_err)?;
         Ok(header)
-    }
-}
-
-#[cfg(test)]
-impl PackWriter {
-    /// Drops the writer as a SIGKILL would: no checkpoint, the journal stays as it is.
-    pub(crate) fn simulate_kill(mut self) {
-        self.broken = true;
     }
 }
 
