@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::fuzzing::{exercise, reseal};
 use super::*;
 use crate::error::Error;
 
@@ -70,28 +71,6 @@ fn write_pack(dir: &Path, name: &str, n: u64) -> Result<PathBuf, Error> {
     add_samples(&mut w, 0..n)?;
     w.finish()?;
     Ok(path)
-}
-
-/// Recomputes the header, index and metadata checksums after a test edited the bytes, so
-/// the edit reaches the checks behind them.
-fn reseal(bytes: &mut [u8]) {
-    let le64 = |b: &[u8], at: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(a) as usize
-    };
-    let (index, index_len) = (le64(bytes, 48), le64(bytes, 56));
-    let (meta, meta_len) = (le64(bytes, 64), le64(bytes, 72));
-    if let Some(b) = bytes.get(index..index.saturating_add(index_len)) {
-        let crc = crc32fast::hash(b);
-        bytes[96..100].copy_from_slice(&crc.to_le_bytes());
-    }
-    if let Some(b) = bytes.get(meta..meta.saturating_add(meta_len)) {
-        let crc = crc32fast::hash(b);
-        bytes[100..104].copy_from_slice(&crc.to_le_bytes());
-    }
-    let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
-    bytes[HEADER_CRC_AT..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn parse_err(bytes: &[u8]) -> Error {
@@ -672,18 +651,6 @@ fn advise_and_warm_report_what_they_did() -> TestResult {
     Ok(())
 }
 
-/// The fuzz target's body: whatever the bytes, parsing and reading must not panic.
-fn exercise(bytes: &[u8]) -> usize {
-    let Ok(view) = PackView::parse(bytes, Path::new("fuzz.pack")) else {
-        return 0;
-    };
-    let mut n = 0;
-    for r in view.iter() {
-        n += r.boxes().count() + usize::from(view.verify(r.index).is_ok());
-    }
-    n + view.labels().len() + view.metadata_json().len()
-}
-
 #[test]
 fn random_mutations_never_panic() -> TestResult {
     // The same body as fuzz/fuzz_targets/pack_open.rs, over seeded mutations (bytes flipped,
@@ -722,5 +689,36 @@ fn random_mutations_never_panic() -> TestResult {
         accepted > 0,
         "no mutation was accepted: the index checks were never reached"
     );
+    Ok(())
+}
+
+#[test]
+fn a_kill_inside_finish_resumes_from_the_journal() -> TestResult {
+    // The state a kill between writing the header and the rename leaves: a complete pack
+    // still named .partial, and the journal.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("a.pack");
+    let partial = dir.path().join("a.pack.partial");
+    let journal = dir.path().join("a.pack.journal");
+    let mut w = PackWriter::open(&path, options())?;
+    add_samples(&mut w, 0..10)?;
+    drop(w);
+    let saved_journal = fs::read(&journal)?;
+    PackWriter::open(&path, options_resume())?.finish()?;
+    let complete = fs::read(&path)?;
+    fs::rename(&path, &partial)?;
+    fs::write(&journal, saved_journal)?;
+
+    let mut w = PackWriter::open(&path, options_resume())?;
+    assert_eq!((w.len(), w.dropped_on_resume()), (10, 0));
+    // The index and header were cut off: the .partial no longer looks like a pack.
+    assert!(matches!(
+        PackView::parse(&fs::read(&partial)?, &partial),
+        Err(Error::PackBadMagic { .. })
+    ));
+    add_samples(&mut w, 10..12)?;
+    w.finish()?;
+    assert!(fs::read(&path)? == fs::read(write_pack(dir.path(), "ref.pack", 12)?)?);
+    assert!(complete.len() < fs::read(&path)?.len());
     Ok(())
 }
