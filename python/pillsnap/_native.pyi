@@ -172,7 +172,12 @@ class PackWriter:
         written and the ``ValueError`` names its position in the batch.
         """
     def finish(self) -> PackSummary:
-        """Write index, metadata and header, fsync, rename into place, delete the journal."""
+        """Write index, metadata and header, fsync, rename into place, delete the journal.
+
+        The writer is closed afterwards, also when this raises (disk full, say): the journal
+        then still lists every record, so reopening with ``resume=True`` and calling
+        ``finish`` again completes the pack without rewriting any record.
+        """
     def close(self) -> None:
         """Stop without finishing: checkpoint and keep the journal for ``resume=True``."""
     def __enter__(self) -> Self: ...
