@@ -169,7 +169,8 @@ class PackWriter:
         """Append many records with the GIL released; returns the first one's record number.
 
         Ctrl-C is checked every 256 records. If one record is bad, those before it stay
-        written and the ``ValueError`` names its position in the batch.
+        written and the ``ValueError`` names its position in the batch; an item that is not
+        a tuple is a ``TypeError`` (raised before anything is written).
         """
     def finish(self) -> PackSummary:
         """Write index, metadata and header, fsync, rename into place, delete the journal.

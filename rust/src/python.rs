@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -139,7 +139,7 @@ impl PyRecord {
 
     fn from_tuple(item: &Bound<'_, PyAny>) -> PyResult<PyRecord> {
         let t = item.cast::<PyTuple>().map_err(|_| {
-            PyValueError::new_err(
+            PyTypeError::new_err(
                 "each record is a tuple (payload, width, height, label[, boxes[, source_id]])",
             )
         })?;

@@ -198,6 +198,8 @@ def test_writer_refuses_bad_arguments(tmp_path: Path) -> None:
         w.add(b"\x00" * 11, 2, 2, 0)
     with pytest.raises(ValueError, match="4 to 6 items"):
         w.add_many([(b"\x00" * 12, 2, 2)])
+    with pytest.raises(TypeError, match="each record is a tuple"):
+        w.add_many([[b"\x00" * 12, 2, 2, 0]])
     with pytest.raises(ValueError, match="record 1 of the batch"):
         w.add_many([(b"\x00" * 12, 2, 2, 0), (b"\x00" * 12, 2, 2, 0, [(0, 0, -1, 1, 0)])])
     assert len(w) == 1  # the good record before the bad one was written
