@@ -180,7 +180,11 @@ class PackWriter:
         ``finish`` again completes the pack without rewriting any record.
         """
     def close(self) -> None:
-        """Stop without finishing: checkpoint and keep the journal for ``resume=True``."""
+        """Stop without finishing: checkpoint and keep the journal for ``resume=True``.
+
+        Raises ``NativeIOError`` if the checkpoint fails (the journal may then lack the last
+        records; a resume rewrites them). A no-op on a finished or closed writer.
+        """
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

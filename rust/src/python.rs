@@ -337,11 +337,23 @@ impl PyPackWriter {
         summary_dict(py, &summary)
     }
 
-    fn close(&mut self, py: Python<'_>) {
-        if let Some(writer) = self.inner.take() {
-            // Dropping checkpoints (journal write, maybe fsync): no GIL needed for that.
-            py.detach(|| drop(writer));
-        }
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(mut writer) = self.inner.take() else {
+            return Ok(());
+        };
+        // The checkpoint (payload sync, journal write) needs no GIL. Its error is raised, so
+        // the caller knows the journal may lack the last records (a resume redoes them).
+        let checkpoint = py.detach(|| {
+            Error::catch_panic(
+                || "closing a pack writer".to_owned(),
+                || writer.checkpoint(),
+            )
+        });
+        py.detach(|| match checkpoint {
+            Err(Error::Internal { .. }) => writer.abandon(),
+            _ => drop(writer),
+        });
+        Ok(checkpoint?)
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -361,8 +373,12 @@ impl PyPackWriter {
             None if self.inner.is_some() => {
                 self.finish(py)?;
             }
-            // On an exception, keep the journal so a rerun with resume=True goes on.
-            _ => self.close(py),
+            // On an exception, keep the journal so a rerun with resume=True goes on; a
+            // failing checkpoint must not hide the exception that is on its way out.
+            Some(_) => {
+                let _ = self.close(py);
+            }
+            None => {} // already finished (or closed) inside the block
         }
         Ok(false)
     }
