@@ -463,7 +463,7 @@ impl<const N: usize> Fields<'_, N> {
     }
 }
 
-/// The fixed-size block of `len` bytes at `at`, or `None` past the end.
+/// The `N` bytes at `at`, or `None` past the end.
 fn block<const N: usize>(bytes: &[u8], at: usize) -> Option<&[u8; N]> {
     bytes.get(at..)?.first_chunk::<N>()
 }

@@ -183,11 +183,6 @@ impl<'a> PackView<'a> {
         self.len() == 0
     }
 
-    /// The whole file.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
     /// The free-form JSON metadata the writer stored (UTF-8, checked at parse time).
     pub fn metadata_json(&self) -> &'a str {
         let h = &self.header;
