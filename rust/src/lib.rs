@@ -4,8 +4,10 @@
 //! `python.rs`, compiled only with the `python` feature, is the one binding layer.
 
 pub mod error;
+pub mod pack;
 pub mod prefetch;
 pub mod probe;
+mod threads;
 
 #[cfg(feature = "python")]
 mod python;
