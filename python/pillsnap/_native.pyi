@@ -165,6 +165,8 @@ class PackWriter:
             ValueError: a zero side, a raw payload of the wrong size, a non-finite or negative
                 box, or a writer already finished or closed.
         """
+    def last_source_id(self) -> int | None:
+        """The source id of the last record written: where a resumed run picks up its inputs."""
     def add_many(self, records: Iterable[RecordTuple]) -> int:
         """Append many records with the GIL released; returns the first one's record number.
 

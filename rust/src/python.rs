@@ -278,6 +278,12 @@ impl PyPackWriter {
         self.path.clone()
     }
 
+    /// The source id of the last record written (None when empty): where a resumed run
+    /// picks up its inputs.
+    fn last_source_id(&self) -> Option<u64> {
+        self.inner.as_ref().and_then(PackWriter::last_source_id)
+    }
+
     /// Records found in the journal when the writer was opened with `resume=True`.
     #[getter]
     fn resumed(&self) -> u64 {

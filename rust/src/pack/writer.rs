@@ -198,6 +198,11 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
+    /// The source id of the last record written: where a resumed caller picks up its inputs.
+    pub fn last_source_id(&self) -> Option<u64> {
+        self.entries.last().map(|m| m.source_id)
+    }
+
     /// Records found in the journal at open.
     pub fn resumed(&self) -> u64 {
         self.resumed

@@ -1,0 +1,159 @@
+"""Pack a manifest split into one memory-mapped training file (see docs/pack-format.md).
+
+    python -m pillsnap.data pack --manifest artifacts/manifest --root data/aihub \\
+        --out artifacts/pack --split train
+
+Each photo (``pack.region=image``) or each labelled pill with a margin around it
+(``pack.region=pill``, the default: in AIHub photos the pill fills a small part) is decoded,
+cropped, shrunk so its short side is ``pack.short_side`` (never enlarged) and stored as
+JPEG (``pack.jpeg_quality``) or raw RGB, in parallel in Rust. An interrupted run resumes
+where it stopped; unreadable images are skipped, counted and listed in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pillsnap.data.classes import ClassIndex
+from pillsnap.data.manifest import MANIFEST_FILE, ManifestRow, read_manifest, write_json
+from pillsnap.errors import DataError
+from pillsnap.native import native
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 256  # items per native call: enough to keep every thread busy, small for progress
+PILL_BITS = 8  # source_id = row number << 8 | pill number (a photo holds at most 255 pills)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One record to make: a source photo, an optional crop, its label and boxes."""
+
+    source_id: int
+    path: str
+    crop: tuple[float, float, float, float] | None
+    label: int
+    boxes: list[tuple[float, float, float, float, int]]
+
+
+def pill_crop(bbox: list[float], width: int, height: int,
+              margin: float) -> tuple[float, float, float, float]:
+    """The pill's box grown by ``margin`` of its size on each side, squared, inside the photo.
+
+    Square crops keep the pill's aspect free for RandomResizedCrop; the margin keeps the
+    pill's edge and some background, which the single-pill pipeline also sees at inference.
+    """
+    x, y, w, h = bbox
+    side = max(w, h) * (1 + 2 * margin)
+    side = min(side, width, height)
+    cx, cy = x + w / 2, y + h / 2
+    x0 = min(max(0.0, cx - side / 2), width - side)
+    y0 = min(max(0.0, cy - side / 2), height - side)
+    return (x0, y0, side, side)
+
+
+def plan_items(rows: list[ManifestRow], root: Path, classes: ClassIndex, *, region: str,
+               margin: float) -> tuple[list[Item], int]:
+    """Items in manifest order; pills of K-codes outside the class index are left out."""
+    items: list[Item] = []
+    unknown = 0
+    for number, row in enumerate(rows):
+        path = str(root / row.path)
+        labelled = [(p, classes.index(p.k_code)) for p in row.pills if p.k_code in classes]
+        unknown += len(row.pills) - len(labelled)
+        if region == "image":
+            if not labelled:
+                continue
+            boxes = [(*p.bbox, label) for p, label in labelled]
+            single = labelled[0][1] if len(labelled) == 1 else -1
+            items.append(Item(number << PILL_BITS, path, None, single, boxes))  # type: ignore[arg-type]
+            continue
+        for k, (pill, label) in enumerate(labelled):
+            crop = pill_crop(pill.bbox, row.width, row.height, margin)
+            box = (pill.bbox[0] - crop[0], pill.bbox[1] - crop[1], pill.bbox[2], pill.bbox[3], label)
+            items.append(Item(number << PILL_BITS | k, path, crop, label, [box]))
+    return items, unknown
+
+
+def _chunks(items: list[Item], size: int) -> Iterator[list[Item]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _manifest_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def build_pack(manifest_dir: Path, root: Path, out: Path, *, split: str = "train",
+               short_side: int = 480, quality: int = 90, storage: str = "jpeg",
+               region: str = "pill", margin: float = 0.15, workers: int = 0,
+               resume: bool = True) -> dict[str, Any]:
+    """Write ``out`` (a ``.pack`` file) from one split of a manifest; return the report."""
+    started = time.perf_counter()
+    rows = [r for r in read_manifest(manifest_dir) if r.split == split]
+    if not rows:
+        raise DataError(f"the manifest in {manifest_dir} has no {split!r} images")
+    classes = ClassIndex.load(manifest_dir)
+    items, unknown = plan_items(rows, Path(root), classes, region=region, margin=margin)
+    metadata = {"split": split, "short_side": short_side, "quality": quality, "region": region,
+                "margin": margin, "storage": storage, "classes": len(classes),
+                "manifest_sha256": _manifest_hash(Path(manifest_dir) / MANIFEST_FILE)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nat = native()
+    skipped: list[str] = []
+    with nat.PackWriter(str(out), storage, class_hash=classes.hash,
+                        metadata_json=json.dumps(metadata), resume=resume) as writer:
+        done = len(writer)
+        if done:
+            logger.info("decision: resume=%d records (an earlier run was interrupted)", done)
+        todo = _remaining(items, writer, done)
+        with tqdm(total=len(items), initial=len(items) - len(todo), unit="img",
+                  desc=f"pack {split}", disable=None) as bar:
+            for chunk in _chunks(todo, CHUNK):
+                records = nat.prepare_records(
+                    [(i.path, i.crop, i.boxes) for i in chunk], short_side=short_side,
+                    quality=quality, storage=storage, threads=workers)
+                batch = []
+                for item, result in zip(chunk, records, strict=True):
+                    if isinstance(result, Exception):
+                        skipped.append(f"{item.path}: {result}")
+                        continue
+                    payload, width, height, boxes = result
+                    batch.append((payload, width, height, item.label, boxes, item.source_id))
+                if batch:
+                    writer.add_many(batch)
+                bar.update(len(chunk))
+        summary = writer.finish()
+    for message in skipped[:20]:
+        logger.warning("pack: skipped %s", message)
+    report = {"pack": str(out), "split": split, "records": summary["records"],
+              "skipped_unreadable": len(skipped), "skipped_examples": skipped[:20],
+              "unknown_class_pills": unknown, "bytes": out.stat().st_size,
+              "mb_per_1000": round(out.stat().st_size / max(1, summary["records"]) * 1000 / 2**20, 2),
+              "seconds": round(time.perf_counter() - started, 1), "metadata": metadata}
+    write_json(report, out.with_suffix(".report.json"))
+    return report
+
+
+def _remaining(items: list[Item], writer: Any, done: int) -> list[Item]:
+    """Items after the last one a resumed writer already holds (found by source id)."""
+    if not done:
+        return items
+    last_id = writer.last_source_id()
+    for n, item in enumerate(items):
+        if item.source_id > last_id:
+            return items[n:]
+    return []
