@@ -26,6 +26,21 @@ pub enum Error {
     #[error("{}: unsupported image: {reason}", path.display())]
     UnsupportedFormat { path: PathBuf, reason: String },
 
+    /// JPEG bytes in memory (a pack record, an upload) are broken or truncated; libjpeg-turbo
+    /// warnings count as corruption here (see `jpeg.rs`).
+    #[error("corrupt JPEG data: {reason}")]
+    CorruptJpeg { reason: String },
+
+    /// JPEG bytes in memory use a flavour the decoder refuses (CMYK, 12-bit, lossless,
+    /// or more pixels than the decoder's limit).
+    #[error("unsupported JPEG: {reason}")]
+    UnsupportedJpeg { reason: String },
+
+    /// A caller passed an argument outside its valid range (a crop outside the image, an
+    /// output buffer of the wrong size); raised as Python's `ValueError`.
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
@@ -53,13 +68,40 @@ impl Error {
         }
     }
 
+    pub fn corrupt_jpeg(reason: impl Into<String>) -> Self {
+        Error::CorruptJpeg {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unsupported_jpeg(reason: impl Into<String>) -> Self {
+        Error::UnsupportedJpeg {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn internal(reason: impl Into<String>) -> Self {
+        Error::Internal {
+            reason: reason.into(),
+        }
+    }
+
     /// The file this error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
             Error::Io { path, .. }
             | Error::CorruptImage { path, .. }
             | Error::UnsupportedFormat { path, .. } => Some(path),
-            Error::Internal { .. } => None,
+            Error::CorruptJpeg { .. }
+            | Error::UnsupportedJpeg { .. }
+            | Error::InvalidArgument { .. }
+            | Error::Internal { .. } => None,
         }
     }
 

@@ -3,8 +3,15 @@
 //! The core modules are plain Rust (no pyo3), so `cargo test` runs without Python;
 //! `python.rs`, compiled only with the `python` feature, is the one binding layer.
 
+pub mod augment;
 pub mod error;
+pub mod jpeg;
 pub mod probe;
+pub mod resize;
+pub mod sample;
+#[cfg(test)]
+mod testutil;
+mod tj;
 
 #[cfg(feature = "python")]
 mod python;
