@@ -284,13 +284,35 @@ impl JpegDecoder {
 
     /// As [`JpegDecoder::decode_rgb`], reusing `out` (resized to `width * height * 3`).
     pub fn decode_rgb_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), Error> {
+        let header = self.prepare_full(data)?;
+        out.resize(header.width as usize * header.height as usize * 3, 0);
+        self.handle.decompress_rgb(data, out).map_err(corrupt)
+    }
+
+    /// As [`JpegDecoder::decode_rgb`], into a caller's slice of exactly `width * height * 3`
+    /// bytes (read the size with [`JpegDecoder::header`] first).
+    pub fn decode_rgb_to(&mut self, data: &[u8], dst: &mut [u8]) -> Result<(u32, u32), Error> {
+        let header = self.prepare_full(data)?;
+        let needed = header.width as usize * header.height as usize * 3;
+        if dst.len() != needed {
+            return Err(Error::invalid(format!(
+                "output buffer has {} bytes, {}x{}x3 = {needed} needed",
+                dst.len(),
+                header.width,
+                header.height
+            )));
+        }
+        self.handle.decompress_rgb(data, dst).map_err(corrupt)
+    }
+
+    /// Reads the header and sets up an unscaled, uncropped decode.
+    fn prepare_full(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
         let header = self.supported_header(data)?;
         self.handle
             .set_scaling(ScalingFactor::ONE)
             .and_then(|()| self.handle.set_region(Region::default()))
             .map_err(|e| Error::internal(e.message))?;
-        out.resize(header.width as usize * header.height as usize * 3, 0);
-        self.handle.decompress_rgb(data, out).map_err(corrupt)
+        Ok(header)
     }
 
     /// The strongest reduction that keeps a `crop_w` x `crop_h` crop at least
