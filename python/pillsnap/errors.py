@@ -37,3 +37,11 @@ class PackError(DataError):
 
 class NativeIOError(PillsnapError, OSError):
     """An operating-system I/O error inside the native extension (missing file, permissions)."""
+
+
+class InvalidArgumentError(PillsnapError, ValueError):
+    """A native call got impossible arguments (buffer sizes, a ring protocol misuse)."""
+
+
+class LoaderError(PillsnapError, RuntimeError):
+    """The prefetching loader cannot go on (a run of unreadable records, use after fork)."""

@@ -25,7 +25,7 @@ ORDER = ("mvp", "advanced", "production")
 # as they are written; core modules (config, data scan) are always importable.
 MODULES: dict[str, tuple[str, ...]] = {
     "mvp": (),
-    "advanced": (),
+    "advanced": ("pillsnap.data.yolo_view",),
     "production": (),
 }
 
@@ -56,6 +56,15 @@ def check_features(cfg: PillsnapConfig) -> None:
             raise ValueError(
                 f"{setting} needs active_feature_set {allowed} (it is {active!r})"
             )
+
+
+def require(cfg: PillsnapConfig, needed: str, what: str) -> None:
+    """Refuse a command that needs a larger feature set than the config's active one."""
+    from pillsnap.errors import ConfigError
+
+    if not includes(cfg.active_feature_set, needed):
+        raise ConfigError(f"{what} needs active_feature_set {needed} or larger "
+                          f"(it is {cfg.active_feature_set!r})")
 
 
 def import_active(active: str) -> list[ModuleType]:

@@ -36,14 +36,17 @@ pub enum Error {
     #[error("unsupported JPEG: {reason}")]
     UnsupportedJpeg { reason: String },
 
-    /// A caller passed an argument outside its valid range (a crop outside the image, an
-    /// output buffer of the wrong size); raised as Python's `ValueError`.
-    #[error("invalid argument: {reason}")]
-    InvalidArgument { reason: String },
-
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
+
+    /// The caller asked for something impossible (bad sizes, a protocol misuse).
+    #[error("{reason}")]
+    InvalidArgument { reason: String },
+
+    /// A bounded wait ran out; callers retry after checking for Ctrl-C.
+    #[error("timed out")]
+    Timeout,
 }
 
 impl Error {
@@ -100,8 +103,9 @@ impl Error {
             | Error::UnsupportedFormat { path, .. } => Some(path),
             Error::CorruptJpeg { .. }
             | Error::UnsupportedJpeg { .. }
+            | Error::Internal { .. }
             | Error::InvalidArgument { .. }
-            | Error::Internal { .. } => None,
+            | Error::Timeout => None,
         }
     }
 

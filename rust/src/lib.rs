@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod error;
 pub mod jpeg;
+pub mod prefetch;
 pub mod probe;
 pub mod resize;
 pub mod sample;

@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -113,9 +112,7 @@ impl<'py> OutBuffer<'py> {
             .getattr("memoryview")?
             .call1((out,))
             .map_err(|_| {
-                PyValueError::new_err(
-                    "out must support the buffer protocol (e.g. a numpy uint8 array)",
-                )
+                invalid_arg("out must support the buffer protocol (e.g. a numpy uint8 array)")
             })?;
         let format: String = view.getattr("format")?.extract()?;
         let readonly: bool = view.getattr("readonly")?.extract()?;
@@ -123,22 +120,18 @@ impl<'py> OutBuffer<'py> {
         let len: usize = view.getattr("nbytes")?.extract()?;
         view.call_method0("release")?;
         if !matches!(format.as_str(), "B" | "b" | "c") {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_arg(format!(
                 "out must hold uint8, got format {format:?}"
             )));
         }
         if readonly {
-            return Err(PyValueError::new_err(
-                "out is read-only; pass a writable buffer",
-            ));
+            return Err(invalid_arg("out is read-only; pass a writable buffer"));
         }
         if !contiguous {
-            return Err(PyValueError::new_err("out must be C-contiguous"));
+            return Err(invalid_arg("out must be C-contiguous"));
         }
         if len != needed {
-            return Err(PyValueError::new_err(format!(
-                "out has {len} bytes, {needed} needed"
-            )));
+            return Err(invalid_arg(format!("out has {len} bytes, {needed} needed")));
         }
         let ctypes = py.import("ctypes")?;
         let export = ctypes
@@ -162,6 +155,11 @@ impl<'py> OutBuffer<'py> {
         // call races with it; that is the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
     }
+}
+
+/// `pillsnap.errors.InvalidArgumentError` (a `ValueError`) with `reason`.
+fn invalid_arg(reason: impl Into<String>) -> PyErr {
+    Error::invalid(reason).into()
 }
 
 fn rgb_bytes(width: u32, height: u32) -> usize {
@@ -298,7 +296,7 @@ fn encode_jpeg<'py>(
         .getattr("memoryview")?
         .call1((rgb,))
         .and_then(|view| view.call_method0("tobytes"))
-        .map_err(|_| PyValueError::new_err("rgb must support the buffer protocol"))?;
+        .map_err(|_| invalid_arg("rgb must support the buffer protocol"))?;
     let pixels: &[u8] = bytes.cast::<PyBytes>()?.as_bytes();
     let jpeg = py.detach(|| {
         panic::catch_unwind(AssertUnwindSafe(|| {
@@ -322,9 +320,7 @@ fn crop_params_train(
     index: u64,
 ) -> PyResult<(u32, u32, u32, u32, bool)> {
     if width == 0 || height == 0 || size == 0 {
-        return Err(PyValueError::new_err(
-            "width, height and size must be positive",
-        ));
+        return Err(invalid_arg("width, height and size must be positive"));
     }
     let p = augment::train_params(width, height, seed, epoch, index);
     let c = p.crop;
@@ -336,9 +332,7 @@ fn crop_params_train(
 #[pyfunction]
 fn crop_params_eval(width: u32, height: u32, size: u32) -> PyResult<(f64, f64, f64, f64)> {
     if width == 0 || height == 0 || size == 0 {
-        return Err(PyValueError::new_err(
-            "width, height and size must be positive",
-        ));
+        return Err(invalid_arg("width, height and size must be positive"));
     }
     let c = augment::eval_crop(width, height, size);
     Ok((c.x, c.y, c.w, c.h))
@@ -371,11 +365,12 @@ fn exception_instance<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, 
         Error::UnsupportedJpeg { .. } => errors
             .getattr("UnsupportedImageError")?
             .call1((err.to_string(),)),
-        Error::InvalidArgument { reason } => Ok(PyValueError::new_err(reason.clone())
-            .into_value(py)
-            .into_bound(py)
-            .into_any()),
-        Error::Internal { .. } => errors.getattr("PillsnapError")?.call1((err.to_string(),)),
+        Error::InvalidArgument { .. } => errors
+            .getattr("InvalidArgumentError")?
+            .call1((err.to_string(),)),
+        Error::Internal { .. } | Error::Timeout => {
+            errors.getattr("PillsnapError")?.call1((err.to_string(),))
+        }
     }
 }
 

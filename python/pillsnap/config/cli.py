@@ -14,8 +14,17 @@ from pathlib import Path
 from pillsnap.config.loader import load_config
 from pillsnap.config.schema import PillsnapConfig
 
-# "section.key=value": a dotted key before the "=" tells an override from a flag value.
-_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
+# "section.key=value" or "top_level_key=value" (a top-level config field, so that a flag
+# value such as "--out a=b" stays a flag value).
+_OVERRIDE = re.compile(r"^(?P<top>[A-Za-z_]\w*)(\.\w+)*=")
+
+
+def is_override(token: str) -> bool:
+    match = _OVERRIDE.match(token)
+    if not match:
+        return False
+    dotted = "." in token.partition("=")[0]  # a typo in a section name still gets its message
+    return dotted or match["top"] in PillsnapConfig.model_fields
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +40,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     import sys
 
     tokens = list(sys.argv[1:] if argv is None else argv)
-    overrides = [t for t in tokens if _OVERRIDE.match(t)]
-    args = parser.parse_args([t for t in tokens if not _OVERRIDE.match(t)])
+    overrides = [t for t in tokens if is_override(t)]
+    args = parser.parse_args([t for t in tokens if not is_override(t)])
     args.overrides = overrides
     return args
 

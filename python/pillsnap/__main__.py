@@ -1,0 +1,12 @@
+"""``python -m pillsnap`` lists the commands."""
+
+from __future__ import annotations
+
+COMMANDS = """PillSnap commands:
+  python -m pillsnap.demo      the main job end to end on small generated data
+  python -m pillsnap.data      synth | scan | stage (dataset tools)
+  python -m pillsnap.config    show | check (the resolved config)
+"""
+
+if __name__ == "__main__":
+    print(COMMANDS, end="")

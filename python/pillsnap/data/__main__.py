@@ -1,0 +1,158 @@
+"""Dataset tools.
+
+    python -m pillsnap.data synth --out data/synth --classes 12 --size 244x320
+    python -m pillsnap.data scan  --root data/synth --out artifacts/manifest
+    python -m pillsnap.data stage --stage 1 --manifest artifacts/manifest --out artifacts/stage1
+    python -m pillsnap.data yolo  --manifest artifacts/manifest --root data/synth --out yolo
+
+Every command also takes ``--cfg config.yaml`` and dotted overrides (``data.scan_workers=8``);
+explicit flags win over config values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.config.paths import windows_path_hint
+from pillsnap.config.schema import PillsnapConfig
+from pillsnap.errors import PillsnapError
+from pillsnap.logs import setup_logging
+
+logger = logging.getLogger("pillsnap.data")
+
+
+def _path(value: str) -> Path:
+    hint = windows_path_hint(value)
+    if hint:
+        raise argparse.ArgumentTypeError(hint)
+    return Path(value)
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 976x1280, not {value!r}") from None
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pillsnap.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="generate a synthetic dataset in the AIHub format")
+    synth.add_argument("--out", type=_path, required=True)
+    synth.add_argument("--classes", type=int, default=12)
+    synth.add_argument("--train-per-class", type=int, default=20)
+    synth.add_argument("--val-per-class", type=int, default=6)
+    synth.add_argument("--combo-train", type=int, default=10)
+    synth.add_argument("--combo-val", type=int, default=4)
+    synth.add_argument("--size", type=_size, default=(976, 1280),
+                       help="WIDTHxHEIGHT (AIHub: 976x1280)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--workers", type=int, default=1)
+
+    scan = sub.add_parser("scan", help="scan an extracted AIHub tree into a manifest")
+    scan.add_argument("--root", type=_path, help="dataset root (default: data.root)")
+    scan.add_argument("--out", type=_path, help="manifest directory (default: data.manifest_dir)")
+    scan.add_argument("--workers", type=int, help="parallel workers (default: data.scan_workers)")
+    scan.add_argument("--rebuild-classes", action="store_true",
+                      help="build a fresh class index instead of extending an existing one")
+
+    stage = sub.add_parser("stage", help="sample a progressive training subset (stage 1-4)")
+    stage.add_argument("--stage", type=int, choices=[1, 2, 3, 4])
+    stage.add_argument("--manifest", type=_path,
+                       help="manifest directory (default: data.manifest_dir)")
+    stage.add_argument("--out", type=_path, required=True)
+    stage.add_argument("--seed", type=int, help="default: data.stage_seed")
+    stage.add_argument("--images", type=int, help="override the stage's image count")
+    stage.add_argument("--classes", type=int, help="override the stage's class count")
+
+    yolo = sub.add_parser("yolo", help="write the detector's YOLO-format view of the manifest")
+    yolo.add_argument("--manifest", type=_path,
+                      help="manifest directory (default: data.manifest_dir)")
+    yolo.add_argument("--root", type=_path, help="dataset root (default: data.root)")
+    yolo.add_argument("--out", type=_path, required=True)
+    yolo.add_argument("--include-single", action="store_true", default=None,
+                      help="also single-pill photos (default: train.det.include_single)")
+    yolo.add_argument("--workers", type=int, default=0)
+
+    for command in (synth, scan, stage, yolo):
+        add_config_args(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    try:
+        cfg = config_from_args(args)
+        setup_logging(cfg.logging.level)
+        return COMMANDS[args.command](args, cfg)
+    except (PillsnapError, FileExistsError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+def run_synth(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.synth import SynthSpec, generate
+
+    spec = SynthSpec(classes=args.classes, train_per_class=args.train_per_class,
+                     val_per_class=args.val_per_class, combo_train=args.combo_train,
+                     combo_val=args.combo_val, width=args.size[0], height=args.size[1],
+                     seed=args.seed)
+    summary = generate(args.out, spec, workers=args.workers)
+    print(json.dumps(summary.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def run_scan(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.scan import scan, summary_lines
+
+    root = args.root or cfg.data.root
+    out = args.out or cfg.data.manifest_dir
+    setup_logging(cfg.logging.level, Path(out) / "scan.log")
+    workers = cfg.data.scan_workers if args.workers is None else args.workers
+    result = scan(root, out, workers=workers, verify_images=cfg.data.verify_images,
+                  rebuild_classes=args.rebuild_classes)
+    for line in summary_lines(result.report):
+        print(line)
+    print(f"manifest written to {out}")
+    return 0
+
+
+def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.stage import make_stage
+
+    if args.stage is None and (args.images is None or args.classes is None):
+        raise ValueError("give --stage 1..4, or both --images and --classes")
+    seed = cfg.data.stage_seed if args.seed is None else args.seed
+    report = make_stage(args.manifest or cfg.data.manifest_dir, args.out, stage=args.stage,
+                        seed=seed, images=args.images, n_classes=args.classes)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.features import require
+
+    require(cfg, "advanced", "the detector's YOLO view")
+    from pillsnap.data.yolo_view import write_yolo_view
+
+    include = cfg.train.det.include_single if args.include_single is None else True
+    report = write_yolo_view(args.manifest or cfg.data.manifest_dir, args.root or cfg.data.root,
+                             args.out, image_size=cfg.models.detector.image_size,
+                             include_single=include, workers=args.workers)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+COMMANDS = {"synth": run_synth, "scan": run_scan, "stage": run_stage, "yolo": run_yolo}
+
+if __name__ == "__main__":
+    sys.exit(main())

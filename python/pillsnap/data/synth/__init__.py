@@ -1,0 +1,256 @@
+"""Synthetic pill photos in the exact AIHub format, for tests and dry runs without the 4 TB set.
+
+Usage::
+
+    python -m pillsnap.data synth --out DIR ...     (its options fill a SynthSpec)
+
+or from Python::
+
+    from pillsnap.data.synth import SynthSpec, generate
+    summary = generate(Path("DIR"), SynthSpec(classes=12, seed=0), workers=4)
+
+It writes PNG photos (976x1280 by default) with AIHub file names and one AIHub label JSON
+per pill into ``1.Training``/``2.Validation`` with ``TS_/TL_/VS_/VL_`` single and combination
+folders, plus ``synth_truth.jsonl`` (one line per photo: path, split, kind, each pill's K-code
+and box) and ``synth_catalog.json`` (the drugs). Output is deterministic in the spec, whatever
+the number of workers: every photo draws from its own random stream keyed by
+(seed, split, kind, index). Drugs come in look-alike groups that differ only by imprint or
+score line, so a model has to read imprints, as on the real data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from pillsnap.data.synth.catalog import MAX_CLASSES, Drug, build_catalog
+from pillsnap.data.synth.writer import (
+    SPLITS,
+    STEMS_PER_FOLDER,
+    Job,
+    StemAllocator,
+    folder_name,
+    write_job,
+)
+
+__all__ = ["SynthSpec", "SynthSummary", "generate"]
+
+logger = logging.getLogger(__name__)
+
+TRUTH_FILE = "synth_truth.jsonl"
+CATALOG_FILE = "synth_catalog.json"
+MAX_PILLS_PER_COMBO = 4  # the real combination folders name at most four K-codes
+MIN_SIDE, MAX_SIDE = 128, 8192
+_IMAGES_PER_COMBO = 3  # the real data photographs each combination several times
+_PLAN_STREAM = 0x9A4
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What to generate: image counts per split (per class for singles), sizes in pixels."""
+
+    classes: int = 12  # number of distinct drugs (K-codes)
+    train_per_class: int = 20  # single-pill training images per class
+    val_per_class: int = 6  # single-pill validation images per class
+    combo_train: int = 10  # combination images, training
+    combo_val: int = 4  # combination images, validation
+    pills_per_combo: tuple[int, int] = (2, 4)  # inclusive; each combo has distinct drugs
+    width: int = 976  # AIHub photos are 976x1280 (portrait)
+    height: int = 1280
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Accept a list from YAML or argparse and numpy integers; store plain ints, so that
+        # the spec hashes and every number in the JSON output serialises.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list | tuple):
+                value = tuple(int(v) if isinstance(v, np.integer) else v for v in value)
+            elif isinstance(value, np.integer):
+                value = int(value)
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError listing every problem with this spec."""
+        problems = list(_spec_problems(self))
+        if problems:
+            raise ValueError("invalid SynthSpec: " + "; ".join(problems))
+
+    @property
+    def images(self) -> int:
+        per_split = (self.train_per_class + self.val_per_class) * self.classes
+        return per_split + self.combo_train + self.combo_val
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _spec_problems(spec: SynthSpec) -> Iterator[str]:
+    if not _is_int(spec.classes) or not 1 <= spec.classes <= MAX_CLASSES:
+        yield f"classes must be an integer in 1..{MAX_CLASSES}, got {spec.classes!r}"
+    for name in ("train_per_class", "val_per_class", "combo_train", "combo_val"):
+        value = getattr(spec, name)
+        if not _is_int(value) or value < 0:
+            yield f"{name} must be a non-negative integer, got {value!r}"
+        elif name.endswith("per_class") and value > STEMS_PER_FOLDER:
+            yield (f"{name} must be at most {STEMS_PER_FOLDER}, the number of distinct "
+                   f"AIHub file names one K-code folder can hold, got {value}")
+    for name in ("width", "height"):
+        value = getattr(spec, name)
+        if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE:
+            yield f"{name} must be an integer in {MIN_SIDE}..{MAX_SIDE}, got {value!r}"
+    if _is_int(spec.width) and _is_int(spec.height) and spec.width > 0 and spec.height > 0 \
+            and not 0.5 <= spec.width / spec.height <= 2.0:
+        yield f"width/height must be between 1:2 and 2:1, got {spec.width}x{spec.height}"
+    yield from _combo_problems(spec)
+    if not _is_int(spec.seed) or spec.seed < 0:
+        yield f"seed must be a non-negative integer, got {spec.seed!r}"
+    counts = (spec.train_per_class, spec.val_per_class, spec.combo_train, spec.combo_val)
+    if all(_is_int(c) and c >= 0 for c in counts) and not any(counts):
+        yield "nothing to generate: every image count is 0"
+
+
+def _combo_problems(spec: SynthSpec) -> Iterator[str]:
+    ppc = spec.pills_per_combo
+    if not (isinstance(ppc, tuple) and len(ppc) == 2 and all(_is_int(v) for v in ppc)):
+        yield f"pills_per_combo must be two integers (min, max), got {ppc!r}"
+        return
+    lo, hi = ppc
+    if not 2 <= lo <= hi <= MAX_PILLS_PER_COMBO:
+        yield (f"pills_per_combo must satisfy 2 <= min <= max <= {MAX_PILLS_PER_COMBO} "
+               f"(AIHub combinations hold 2-4 drugs), got {ppc!r}")
+    elif _is_int(spec.classes) and spec.classes < hi and _wants_combos(spec):
+        yield (f"classes ({spec.classes}) must be at least the most pills per combination "
+               f"({hi}): a combination holds distinct drugs")
+
+
+def _wants_combos(spec: SynthSpec) -> bool:
+    counts = (spec.combo_train, spec.combo_val)
+    return not all(_is_int(c) for c in counts) or sum(counts) > 0
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What :func:`generate` wrote."""
+
+    root: Path
+    images: int
+    pills: int
+    classes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["root"] = str(self.root)
+        return d
+
+
+def generate(out: Path, spec: SynthSpec, workers: int = 1) -> SynthSummary:
+    """Write the synthetic data set described by ``spec`` into ``out``.
+
+    ``out`` must be missing or an empty directory: existing files are never overwritten.
+    ``workers > 1`` renders in that many processes; the output is the same byte for byte.
+    """
+    spec.validate()
+    if not _is_int(workers) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    out = Path(out)
+    _prepare_out(out)
+    start = time.perf_counter()
+    catalog = build_catalog(spec.classes, spec.seed)
+    jobs = plan_jobs(out, spec, catalog)
+    logger.info("generating %d synthetic images (%d classes, %dx%d) into %s with %d worker(s)",
+                len(jobs), spec.classes, spec.width, spec.height, out, workers)
+    records = list(_run(jobs, workers))
+    with (out / TRUTH_FILE).open("x", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with (out / CATALOG_FILE).open("x", encoding="utf-8") as f:
+        json.dump([d.fields for d in catalog], f, ensure_ascii=False, indent=2)
+    summary = SynthSummary(root=out, images=len(records),
+                           pills=sum(len(r["pills"]) for r in records),
+                           classes=spec.classes, seconds=round(time.perf_counter() - start, 3))
+    logger.info("wrote %d images with %d pills in %.1f s", summary.images, summary.pills,
+                summary.seconds)
+    return summary
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"output directory {out} already holds files; synthetic data is only written into "
+            "a new or empty directory so that nothing is overwritten")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def plan_jobs(out: Path, spec: SynthSpec, catalog: list[Drug]) -> list[Job]:
+    """Every photo of the data set in output order: file names and drugs, not yet pixels."""
+    jobs: list[Job] = []
+    counts = {"train": (spec.train_per_class, spec.combo_train),
+              "val": (spec.val_per_class, spec.combo_val)}
+    for split_id, split in enumerate(SPLITS):
+        per_class, n_combo = counts[split]
+        rng = np.random.default_rng([_PLAN_STREAM, spec.seed, split_id])
+        stems = StemAllocator(spec.width, spec.height)
+        index = 0
+        for drug in catalog:
+            for _ in range(per_class):
+                shot = stems.draw(drug.k_code, rng)
+                jobs.append(Job(out, split, "single", index, spec.seed, (drug,), shot))
+                index += 1
+        for index, drugs in enumerate(_combo_drugs(n_combo, spec, catalog, rng)):
+            shot = stems.draw(folder_name(drugs), rng)
+            jobs.append(Job(out, split, "combo", index, spec.seed, drugs, shot))
+    return jobs
+
+
+def _combo_drugs(n_images: int, spec: SynthSpec, catalog: list[Drug],
+                 rng: np.random.Generator) -> Iterator[tuple[Drug, ...]]:
+    """Drug sets of the combination photos: each set photographed a few times, pills shuffled."""
+    if n_images == 0:
+        return
+    lo, hi = spec.pills_per_combo
+    n_sets = math.ceil(n_images / _IMAGES_PER_COMBO)
+    sets: list[tuple[int, ...]] = []
+    for _ in range(n_sets):
+        for _attempt in range(50):  # prefer distinct sets while there are enough classes
+            size = int(rng.integers(lo, hi + 1))
+            chosen = tuple(sorted(int(i) for i in rng.choice(len(catalog), size, replace=False)))
+            if chosen not in sets:
+                break
+        sets.append(chosen)
+    for i in range(n_images):
+        members = list(sets[i // _IMAGES_PER_COMBO])
+        order = rng.permutation(len(members))
+        yield tuple(catalog[members[k]] for k in order)
+
+
+def _run(jobs: list[Job], workers: int) -> Iterator[dict]:
+    """Render the jobs, in order; several processes when asked, each photo on its own stream."""
+    step = max(1, len(jobs) // 10)
+    if workers == 1 or len(jobs) < 2:
+        results: Iterator[dict] = map(write_job, jobs)
+        yield from _log_progress(results, len(jobs), step)
+        return
+    chunk = max(1, min(16, len(jobs) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        yield from _log_progress(pool.map(write_job, jobs, chunksize=chunk), len(jobs), step)
+
+
+def _log_progress(results: Iterator[dict], total: int, step: int) -> Iterator[dict]:
+    for done, record in enumerate(results, start=1):
+        if done % step == 0 or done == total:
+            logger.info("synth: %d/%d images", done, total)
+        yield record

@@ -1,0 +1,657 @@
+//! Batch prefetch: a persistent thread pool fills a ring of preallocated batch buffers.
+//!
+//! The consumer (Python's `PackLoader`) owns the memory: one images buffer holding `ring`
+//! slots of `batch_size` samples of `sample_bytes` each (pinned when CUDA is present) and
+//! one labels buffer of `ring * batch_size` i64. Work is cut per image, not per batch, so
+//! every thread stays busy until the last image of an epoch, and the batch the consumer
+//! waits for is always the one being finished first.
+//!
+//! Protocol, with `b` a batch number in the epoch and `slot = b % ring`:
+//! - workers take work units (one image of one batch) in order; a unit of batch `b` may be
+//!   started only once the consumer has released batch `b - ring` (the slot's last user);
+//! - when the last image of batch `b` is written, the batch is ready;
+//! - `next_batch` returns ready batches in order; `release` hands the oldest returned batch
+//!   back, after which its slot may be overwritten.
+//!
+//! That protocol is what makes the one `unsafe` block sound: a (slot, position) region is
+//! written by exactly one worker while no one else reads or writes it.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// Where samples come from: index -> label and pixels written into a batch slot.
+pub trait SampleSource: Send + Sync + 'static {
+    /// Per-thread state (a JPEG decoder with its scratch buffers, say).
+    type Worker: Send + 'static;
+
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn new_worker(&self) -> Result<Self::Worker, Error>;
+    /// Write sample `index` for `epoch` into `dst` (exactly `sample_bytes`); return its label.
+    fn load(
+        &self,
+        worker: &mut Self::Worker,
+        index: usize,
+        epoch: u64,
+        dst: &mut [u8],
+    ) -> Result<i64, Error>;
+}
+
+/// How the loader walks the data.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub threads: usize,
+    pub ring: usize,
+    pub sample_bytes: usize,
+    pub seed: u64,
+    pub shuffle: bool,
+    pub drop_last: bool,
+    pub rank: usize,
+    pub world_size: usize,
+    /// Samples tried in place of a corrupt one before the loader gives up on a position.
+    pub max_substitutes: usize,
+}
+
+/// A ready batch: its slot in the ring, its number in the epoch and how many samples it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub slot: usize,
+    pub number: usize,
+    pub len: usize,
+}
+
+/// Counters the Python side reports (skips are never fatal but always visible).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoaderStats {
+    pub samples: u64,
+    pub skipped: u64,
+    pub last_error: Option<String>,
+}
+
+/// The memory the consumer lent us. Raw pointers: the consumer keeps the buffers alive and
+/// unmoved for the loader's lifetime (python.rs holds the Python objects).
+struct Buffers {
+    images: *mut u8,
+    labels: *mut i64,
+}
+
+// SAFETY: the pointers are only dereferenced for disjoint (slot, position) regions as the
+// module-level protocol describes; the buffers outlive the loader.
+unsafe impl Send for Buffers {}
+unsafe impl Sync for Buffers {}
+
+/// The epoch being served.
+#[derive(Default)]
+struct EpochState {
+    generation: u64,
+    epoch: u64,
+    order: Arc<Vec<usize>>,
+    batches: usize,
+    next_unit: usize,
+    in_flight: usize,
+    done: Vec<usize>,
+    returned: usize,
+    released: usize,
+    failed: Option<String>,
+    stats: LoaderStats,
+}
+
+struct Shared<S: SampleSource> {
+    source: Arc<S>,
+    cfg: LoaderConfig,
+    buffers: Buffers,
+    state: Mutex<EpochState>,
+    work_cv: Condvar,
+    ready_cv: Condvar,
+    stop: AtomicBool,
+}
+
+/// The prefetching loader. Dropping it stops and joins its threads.
+pub struct Loader<S: SampleSource> {
+    shared: Arc<Shared<S>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The indices one rank reads in one epoch: a seeded shuffle, then DistributedSampler-style
+/// sharding (every rank gets the same count; drop_last trims, otherwise the order wraps).
+pub fn epoch_order(len: usize, cfg: &LoaderConfig, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if cfg.shuffle {
+        let mut rng = SplitMix64::new(cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+    }
+    let world = cfg.world_size.max(1);
+    let per_rank = if cfg.drop_last {
+        len / world
+    } else {
+        len.div_ceil(world)
+    };
+    (0..per_rank)
+        .filter_map(|k| {
+            let at = k * world + cfg.rank;
+            (len > 0).then(|| order[at % len])
+        })
+        .collect()
+}
+
+fn batch_count(samples: usize, cfg: &LoaderConfig) -> usize {
+    if cfg.drop_last {
+        samples / cfg.batch_size
+    } else {
+        samples.div_ceil(cfg.batch_size)
+    }
+}
+
+impl<S: SampleSource> Loader<S> {
+    /// Start the worker threads over buffers of `ring * batch_size * sample_bytes` bytes
+    /// (images) and `ring * batch_size` i64 (labels).
+    ///
+    /// # Safety
+    /// `images` and `labels` must point to buffers of at least those sizes that stay valid,
+    /// unmoved and otherwise untouched while a batch is not handed out, for the loader's
+    /// whole lifetime.
+    pub unsafe fn new(
+        source: Arc<S>,
+        cfg: LoaderConfig,
+        images: *mut u8,
+        labels: *mut i64,
+    ) -> Result<Self, Error> {
+        validate(&cfg)?;
+        let shared = Arc::new(Shared {
+            source,
+            state: Mutex::new(EpochState {
+                done: vec![0; cfg.ring],
+                ..EpochState::default()
+            }),
+            cfg,
+            buffers: Buffers { images, labels },
+            work_cv: Condvar::new(),
+            ready_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let mut threads = Vec::with_capacity(shared.cfg.threads);
+        for n in 0..shared.cfg.threads {
+            let worker = shared.source.new_worker()?;
+            let for_thread = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("pillsnap-loader-{n}"))
+                .spawn(move || work(for_thread, worker))
+                .map_err(|e| Error::Internal {
+                    reason: format!("cannot start loader thread: {e}"),
+                })?;
+            threads.push(handle);
+        }
+        Ok(Loader { shared, threads })
+    }
+
+    /// Batches per epoch for this rank.
+    pub fn batches_per_epoch(&self) -> usize {
+        let samples = epoch_order(self.shared.source.len(), &self.shared.cfg, 0).len();
+        batch_count(samples, &self.shared.cfg)
+    }
+
+    /// Begin serving `epoch`; an unfinished epoch is abandoned (its work drained first).
+    pub fn start_epoch(&self, epoch: u64) -> Result<(), Error> {
+        let order = Arc::new(epoch_order(
+            self.shared.source.len(),
+            &self.shared.cfg,
+            epoch,
+        ));
+        let mut st = self.lock()?;
+        st.generation += 1;
+        st.batches = 0; // nothing of the old epoch is startable any more
+        while st.in_flight > 0 {
+            st = wait(&self.shared.ready_cv, st, Duration::from_millis(50))?;
+        }
+        st.epoch = epoch;
+        st.batches = batch_count(order.len(), &self.shared.cfg);
+        st.order = order;
+        st.next_unit = 0;
+        st.done.iter_mut().for_each(|d| *d = 0);
+        st.returned = 0;
+        st.released = 0;
+        st.failed = None;
+        drop(st);
+        self.shared.work_cv.notify_all();
+        Ok(())
+    }
+
+    /// Wait (at most `timeout`) for the next batch: `Ok(Some(batch))`, `Ok(None)` at the end
+    /// of the epoch, `Err(Error::Timeout)` when it is not ready yet (so the caller can check
+    /// for Ctrl-C and call again). At most `ring` batches may be out at once.
+    pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>, Error> {
+        let mut st = self.lock()?;
+        if let Some(reason) = st.failed.take() {
+            return Err(Error::Internal { reason });
+        }
+        if st.returned >= st.batches {
+            return Ok(None);
+        }
+        if st.returned - st.released >= self.shared.cfg.ring {
+            return Err(Error::InvalidArgument {
+                reason: format!(
+                    "all {} ring slots are handed out: release a batch before asking for the next",
+                    self.shared.cfg.ring
+                ),
+            });
+        }
+        let number = st.returned;
+        let slot = number % self.shared.cfg.ring;
+        let len = self.batch_len(&st, number);
+        let deadline = std::time::Instant::now() + timeout;
+        while st.done[slot] < len {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            st = wait(&self.shared.ready_cv, st, left)?;
+            if let Some(reason) = st.failed.take() {
+                return Err(Error::Internal { reason });
+            }
+        }
+        st.returned += 1;
+        Ok(Some(Batch { slot, number, len }))
+    }
+
+    /// Hand the oldest returned batch back so its slot can be refilled.
+    pub fn release(&self) -> Result<(), Error> {
+        let mut st = self.lock()?;
+        if st.released >= st.returned {
+            return Err(Error::InvalidArgument {
+                reason: "release() without a batch handed out".into(),
+            });
+        }
+        let slot = st.released % self.shared.cfg.ring;
+        st.done[slot] = 0;
+        st.released += 1;
+        drop(st);
+        self.shared.work_cv.notify_all();
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<LoaderStats, Error> {
+        Ok(self.lock()?.stats.clone())
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.shared.cfg
+    }
+
+    fn batch_len(&self, st: &EpochState, number: usize) -> usize {
+        let b = self.shared.cfg.batch_size;
+        (st.order.len() - number * b).min(b)
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, EpochState>, Error> {
+        lock(&self.shared.state)
+    }
+}
+
+impl<S: SampleSource> Drop for Loader<S> {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.work_cv.notify_all();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join(); // a worker that panicked has already reported it
+        }
+    }
+}
+
+fn validate(cfg: &LoaderConfig) -> Result<(), Error> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidArgument {
+            reason: reason.into(),
+        })
+    };
+    if cfg.batch_size == 0 || cfg.threads == 0 || cfg.ring == 0 || cfg.sample_bytes == 0 {
+        return bad("batch_size, threads, ring and sample_bytes must be positive");
+    }
+    if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
+        return bad("rank must be in 0..world_size");
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, Error> {
+    m.lock().map_err(|_| Error::Internal {
+        reason: "loader state poisoned by a panic".into(),
+    })
+}
+
+fn wait<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+) -> Result<MutexGuard<'a, T>, Error> {
+    cv.wait_timeout(guard, timeout)
+        .map(|(g, _)| g)
+        .map_err(|_| Error::Internal {
+            reason: "loader state poisoned by a panic".into(),
+        })
+}
+
+/// One work unit handed to a worker.
+struct Unit {
+    generation: u64,
+    epoch: u64,
+    number: usize,
+    position: usize,
+    slot: usize,
+    index: usize,
+    order: Arc<Vec<usize>>,
+}
+
+fn work<S: SampleSource>(shared: Arc<Shared<S>>, mut worker: S::Worker) {
+    while let Some(unit) = take_unit(&shared) {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| fill(&shared, &mut worker, &unit)));
+        let Ok(mut st) = lock(&shared.state) else {
+            return;
+        };
+        st.in_flight -= 1;
+        match outcome {
+            Ok((skipped, error)) => {
+                st.stats.samples += 1;
+                st.stats.skipped += skipped;
+                if let Some(message) = error {
+                    st.stats.last_error = Some(message.clone());
+                    if skipped > shared.cfg.max_substitutes as u64 {
+                        st.failed = Some(message); // nothing readable nearby: stop loudly
+                    }
+                }
+            }
+            Err(payload) => {
+                st.failed = Some(Error::from_panic("loading a sample", payload).to_string());
+            }
+        }
+        if unit.generation == st.generation {
+            st.done[unit.slot] += 1;
+        }
+        drop(st);
+        shared.ready_cv.notify_all();
+    }
+}
+
+/// Block until a unit may start (its slot is free) or the loader stops.
+fn take_unit<S: SampleSource>(shared: &Shared<S>) -> Option<Unit> {
+    let cfg = &shared.cfg;
+    let mut st = lock(&shared.state).ok()?;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        let total = st.order.len();
+        let unit = st.next_unit;
+        let batch = unit / cfg.batch_size;
+        let startable = unit < total && batch < st.batches && batch < st.released + cfg.ring;
+        if startable {
+            st.next_unit += 1;
+            st.in_flight += 1;
+            return Some(Unit {
+                generation: st.generation,
+                epoch: st.epoch,
+                number: unit,
+                position: unit % cfg.batch_size,
+                slot: batch % cfg.ring,
+                index: st.order[unit],
+                order: Arc::clone(&st.order),
+            });
+        }
+        st = shared
+            .work_cv
+            .wait_timeout(st, Duration::from_millis(100))
+            .ok()?
+            .0;
+    }
+}
+
+/// Load one sample into its region, substituting the next samples of the epoch for a
+/// corrupt one. Returns (samples skipped, last error message).
+fn fill<S: SampleSource>(
+    shared: &Shared<S>,
+    worker: &mut S::Worker,
+    unit: &Unit,
+) -> (u64, Option<String>) {
+    let cfg = &shared.cfg;
+    let region = unit.slot * cfg.batch_size + unit.position;
+    // SAFETY: this (slot, position) region belongs to this unit alone until its batch is
+    // released (module protocol); offsets are inside the buffers validated in python.rs.
+    let (dst, label) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(
+                shared.buffers.images.add(region * cfg.sample_bytes),
+                cfg.sample_bytes,
+            ),
+            &mut *shared.buffers.labels.add(region),
+        )
+    };
+    let mut skipped = 0;
+    let mut last_error = None;
+    let mut index = unit.index;
+    for attempt in 0..=cfg.max_substitutes {
+        match shared.source.load(worker, index, unit.epoch, dst) {
+            Ok(value) => {
+                *label = value;
+                return (skipped, last_error);
+            }
+            Err(err) => {
+                skipped += 1;
+                last_error = Some(err.to_string());
+                // The next samples of the epoch stand in: deterministic whatever the threads.
+                index = unit.order[(unit.number + attempt + 1) % unit.order.len()];
+            }
+        }
+    }
+    dst.fill(0);
+    *label = -1; // the loss ignores it; `failed` reports the run of bad records
+    (skipped, last_error)
+}
+
+/// SplitMix64: tiny, fast, and enough for shuffles that must be identical on every rank.
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Writes its index into every byte (mod 251) and returns it as the label; indices in
+    /// `bad` fail like a corrupt record.
+    struct Fake {
+        len: usize,
+        bad: HashSet<usize>,
+    }
+
+    impl SampleSource for Fake {
+        type Worker = ();
+        fn len(&self) -> usize {
+            self.len
+        }
+        fn new_worker(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn load(&self, _: &mut (), index: usize, _: u64, dst: &mut [u8]) -> Result<i64, Error> {
+            if self.bad.contains(&index) {
+                return Err(Error::Internal {
+                    reason: format!("bad record {index}"),
+                });
+            }
+            dst.fill((index % 251) as u8);
+            Ok(index as i64)
+        }
+    }
+
+    fn config(batch: usize, threads: usize, ring: usize) -> LoaderConfig {
+        LoaderConfig {
+            batch_size: batch,
+            threads,
+            ring,
+            sample_bytes: 8,
+            seed: 7,
+            shuffle: true,
+            drop_last: false,
+            rank: 0,
+            world_size: 1,
+            max_substitutes: 3,
+        }
+    }
+
+    struct Harness {
+        loader: Loader<Fake>,
+        images: Vec<u8>,
+        labels: Vec<i64>,
+    }
+
+    fn harness(len: usize, bad: &[usize], cfg: LoaderConfig) -> Result<Box<Harness>, Error> {
+        let source = Arc::new(Fake {
+            len,
+            bad: bad.iter().copied().collect(),
+        });
+        let mut images = vec![0u8; cfg.ring * cfg.batch_size * cfg.sample_bytes];
+        let mut labels = vec![0i64; cfg.ring * cfg.batch_size];
+        // SAFETY: the Vecs live in the same Box as the loader and are never resized; the
+        // loader field is dropped (threads joined) before them.
+        let loader = unsafe { Loader::new(source, cfg, images.as_mut_ptr(), labels.as_mut_ptr())? };
+        Ok(Box::new(Harness {
+            loader,
+            images,
+            labels,
+        }))
+    }
+
+    /// Every (label, first pixel byte) the loader hands out in one epoch, batch by batch.
+    fn run_epoch(h: &Harness, epoch: u64) -> Result<Vec<Vec<i64>>, Error> {
+        h.loader.start_epoch(epoch)?;
+        let cfg = h.loader.config().clone();
+        let mut out = Vec::new();
+        while let Some(batch) = h.loader.next_batch(Duration::from_secs(10))? {
+            let base = batch.slot * cfg.batch_size;
+            let labels: Vec<i64> = h.labels[base..base + batch.len].to_vec();
+            for (k, &label) in labels.iter().enumerate() {
+                let byte = h.images[(base + k) * cfg.sample_bytes];
+                assert_eq!(i64::from(byte), label % 251, "pixels match the label");
+            }
+            out.push(labels);
+            h.loader.release()?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn one_epoch_covers_every_sample_once() -> Result<(), Error> {
+        let h = harness(103, &[], config(10, 3, 2))?;
+        let batches = run_epoch(&h, 0)?;
+        assert_eq!(batches.len(), 11);
+        assert_eq!(batches[10].len(), 3);
+        let mut seen: Vec<i64> = batches.concat();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..103).collect::<Vec<i64>>());
+        Ok(())
+    }
+
+    #[test]
+    fn shuffle_is_seeded_per_epoch_and_independent_of_threads() -> Result<(), Error> {
+        let one = harness(64, &[], config(8, 1, 3))?;
+        let four = harness(64, &[], config(8, 4, 3))?;
+        assert_eq!(run_epoch(&one, 1)?, run_epoch(&four, 1)?);
+        assert_ne!(run_epoch(&one, 1)?, run_epoch(&one, 2)?);
+        Ok(())
+    }
+
+    #[test]
+    fn drop_last_drops_the_partial_batch() -> Result<(), Error> {
+        let mut cfg = config(10, 2, 2);
+        cfg.drop_last = true;
+        let h = harness(25, &[], cfg)?;
+        assert_eq!(h.loader.batches_per_epoch(), 2);
+        assert!(run_epoch(&h, 0)?.iter().all(|b| b.len() == 10));
+        Ok(())
+    }
+
+    #[test]
+    fn ranks_get_disjoint_shards_that_cover_the_epoch() {
+        let mut all = Vec::new();
+        for rank in 0..3 {
+            let mut cfg = config(4, 1, 2);
+            cfg.world_size = 3;
+            cfg.rank = rank;
+            cfg.drop_last = true;
+            all.extend(epoch_order(30, &cfg, 5));
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..30).collect::<Vec<usize>>());
+    }
+
+    #[test]
+    fn corrupt_samples_are_replaced_and_counted() -> Result<(), Error> {
+        let h = harness(40, &[3, 17], config(8, 2, 2))?;
+        let batches = run_epoch(&h, 0)?;
+        let labels: Vec<i64> = batches.concat();
+        assert_eq!(labels.len(), 40);
+        assert!(!labels.contains(&3) && !labels.contains(&17));
+        let stats = h.loader.stats()?;
+        assert_eq!(stats.skipped, 2);
+        assert!(stats.last_error.unwrap_or_default().contains("bad record"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_of_bad_records_fails_loudly() -> Result<(), Error> {
+        let h = harness(6, &[0, 1, 2, 3, 4, 5], config(2, 1, 2))?;
+        h.loader.start_epoch(0)?;
+        let got = h.loader.next_batch(Duration::from_secs(10));
+        assert!(matches!(got, Err(Error::Internal { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn abandoning_an_epoch_midway_is_safe() -> Result<(), Error> {
+        let h = harness(100, &[], config(10, 3, 2))?;
+        h.loader.start_epoch(0)?;
+        assert!(h.loader.next_batch(Duration::from_secs(10))?.is_some());
+        h.loader.release()?;
+        assert_eq!(run_epoch(&h, 1)?.concat().len(), 100);
+        Ok(())
+    }
+
+    #[test]
+    fn the_ring_bounds_batches_handed_out() -> Result<(), Error> {
+        let h = harness(100, &[], config(10, 2, 2))?;
+        h.loader.start_epoch(0)?;
+        h.loader.next_batch(Duration::from_secs(10))?;
+        h.loader.next_batch(Duration::from_secs(10))?;
+        let third = h.loader.next_batch(Duration::from_secs(10));
+        assert!(matches!(third, Err(Error::InvalidArgument { .. })));
+        assert!(matches!(h.loader.release(), Ok(())));
+        Ok(())
+    }
+}

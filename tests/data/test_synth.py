@@ -1,0 +1,285 @@
+"""The synthetic AIHub generator: layout, labels, determinism, truth and the pixels behind boxes.
+
+Run: ``PYTHONPATH=python python -m pytest tests/data/test_synth.py -q``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pillsnap.data.synth import SynthSpec, SynthSummary, generate
+from pillsnap.data.synth.catalog import build_catalog
+
+TINY = SynthSpec(classes=6, train_per_class=3, val_per_class=2, combo_train=4, combo_val=3,
+                 pills_per_combo=(2, 4), width=244, height=320, seed=7)
+NAME_RE = re.compile(
+    r"^(?P<code>K-\d{6}(?:-\d{6}){0,3})_(?P<bg>[0-2])_(?P<light>[0-2])_(?P<side>[01])_0_"
+    r"(?P<elev>60|70|75|90)_(?P<rot>\d{3})_200\.(?:png|json)$"
+)
+IMAGE_FIELDS = [
+    "file_name", "width", "height", "imgfile", "drug_N", "drug_S", "back_color", "drug_dir",
+    "light_color", "camera_la", "camera_lo", "size", "dl_idx", "dl_mapping_code", "dl_name",
+    "dl_name_en", "img_key", "dl_material", "dl_material_en", "dl_custom_shape", "dl_company",
+    "dl_company_en", "di_company_mf", "di_company_mf_en", "item_seq", "di_item_permit_date",
+    "di_class_no", "di_etc_otc_code", "di_edi_code", "chart", "drug_shape", "thick", "leng_long",
+    "leng_short", "print_front", "print_back", "color_class1", "color_class2", "line_front",
+    "line_back", "img_regist_ts", "form_code_name", "mark_code_front_anal",
+    "mark_code_back_anal", "mark_code_front_img", "mark_code_back_img", "mark_code_front",
+    "mark_code_back", "change_date", "id",
+]
+ANNOTATION_FIELDS = {"area", "iscrowd", "bbox", "category_id", "ignore", "segmentation", "id",
+                     "image_id"}
+SPLIT_DIRS = (("1.Training", "TS", "TL"), ("2.Validation", "VS", "VL"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SynthSummary]:
+    out = tmp_path_factory.mktemp("synth") / "out"  # does not exist yet: generate creates it
+    return out, generate(out, TINY)
+
+
+def truth(root: Path) -> list[dict]:
+    lines = (root / "synth_truth.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def pngs(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.png"))
+
+
+def labels_for(root: Path, png: Path) -> list[Path]:
+    """Where AIHub keeps the labels of one photo (worked out here, not by the generator)."""
+    top, source, kind_dir, folder, _ = png.relative_to(root).parts
+    assert source == "원천데이터"
+    label_dir = kind_dir.replace("TS_", "TL_").replace("VS_", "VL_")
+    base = root / top / "라벨링데이터" / label_dir / f"{folder}_json"
+    if "조합" in kind_dir:
+        return sorted(base.glob(f"K-*/{png.stem}.json"))
+    return [base / f"{png.stem}.json"]
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text("utf-8"))
+
+
+def test_layout_and_file_names(tiny: tuple[Path, SynthSummary]) -> None:
+    root, summary = tiny
+    for top, source, label in SPLIT_DIRS:
+        for kind in ("단일", "조합"):
+            assert (root / top / "원천데이터" / f"{source}_1_{kind}").is_dir()
+            assert (root / top / "라벨링데이터" / f"{label}_1_{kind}").is_dir()
+    images = pngs(root)
+    assert len(images) == summary.images == 6 * (3 + 2) + 4 + 3
+    n_labels = 0
+    per_folder: Counter[tuple[str, str]] = Counter()
+    for png in images:
+        match = NAME_RE.match(png.name)
+        assert match, png.name
+        assert match["code"] == png.parent.name  # the photo sits in its K-code folder
+        codes = match["code"][2:].split("-")
+        labels = labels_for(root, png)
+        if "조합" in png.parent.parent.name:
+            assert 2 <= len(codes) <= 4 and len(set(codes)) == len(codes)
+            assert sorted(p.parent.name for p in labels) == [f"K-{c}" for c in codes]
+        else:
+            per_folder[(png.parts[-5], match["code"])] += 1
+        assert all(p.is_file() for p in labels), labels
+        n_labels += len(labels)
+    assert n_labels == summary.pills == len(list(root.rglob("*.json"))) - 1  # + the catalogue
+    assert sorted(Counter(c for (top, _), c in per_folder.items()).items()) == [(2, 6), (3, 6)]
+
+
+def test_label_json_holds_every_field(tiny: tuple[Path, SynthSummary]) -> None:
+    root, _ = tiny
+    for png in pngs(root):
+        width, height = Image.open(png).size
+        match = NAME_RE.match(png.name)
+        assert match
+        codes = []
+        for path in labels_for(root, png):
+            label = load(path)
+            image = label["images"][0]
+            assert list(image) == IMAGE_FIELDS
+            assert (image["width"], image["height"]) == (width, height) == (244, 320)
+            assert image["file_name"] == image["imgfile"] == png.name
+            assert image["drug_N"] == image["dl_mapping_code"]
+            assert image["drug_dir"] == ("앞면" if match["side"] == "0" else "뒷면")
+            assert image["camera_la"] == int(match["elev"])
+            assert label["type"] == "instances"
+            assert label["categories"] == [{"supercategory": "pill", "id": 1, "name": "Drug"}]
+            (ann,) = label["annotations"]
+            assert set(ann) == ANNOTATION_FIELDS
+            x, y, w, h = ann["bbox"]
+            assert all(isinstance(v, int) for v in ann["bbox"])
+            assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= width and y + h <= height
+            assert ann["area"] == w * h
+            codes.append(image["dl_mapping_code"])
+        if len(codes) == 1:
+            assert codes == [png.parent.name]
+        else:  # every pill of a combination carries its own, different K-code from the folder
+            assert len(set(codes)) == len(codes)
+            assert sorted(codes) == [f"K-{c}" for c in match["code"][2:].split("-")]
+
+
+def test_truth_file_agrees_with_labels(tiny: tuple[Path, SynthSummary]) -> None:
+    root, summary = tiny
+    records = truth(root)
+    assert len(records) == summary.images
+    assert Counter((r["split"], r["kind"]) for r in records) == {
+        ("train", "single"): 18, ("val", "single"): 12, ("train", "combo"): 4, ("val", "combo"): 3}
+    for record in records:
+        png = root / record["path"]
+        assert png.is_file()
+        from_labels = sorted(
+            (load(p)["images"][0]["dl_mapping_code"], load(p)["annotations"][0]["bbox"])
+            for p in labels_for(root, png))
+        assert sorted((p["k_code"], p["bbox"]) for p in record["pills"]) == from_labels
+        assert (len(record["pills"]) > 1) == (record["kind"] == "combo")
+
+
+def test_same_seed_same_bytes_any_workers_other_seed_differs(
+        tiny: tuple[Path, SynthSummary], tmp_path: Path) -> None:
+    root, _ = tiny
+    again = tmp_path / "again"
+    again.mkdir()  # an existing empty directory is fine too
+    generate(again, TINY, workers=2)
+    assert (again / "synth_truth.jsonl").read_bytes() == (root / "synth_truth.jsonl").read_bytes()
+    assert (again / "synth_catalog.json").read_bytes() == (root / "synth_catalog.json").read_bytes()
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (again / rel).read_bytes() == (root / rel).read_bytes(), rel
+
+    other = tmp_path / "other"
+    generate(other, dataclasses.replace(TINY, seed=8))
+    assert (other / "synth_truth.jsonl").read_bytes() != (root / "synth_truth.jsonl").read_bytes()
+    assert load(other / "synth_catalog.json") != load(root / "synth_catalog.json")
+    first = pngs(root)[0].read_bytes()
+    assert all(p.read_bytes() != first for p in pngs(other))
+
+
+def test_lookalike_drugs_differ_only_by_imprint_or_score_line(
+        tiny: tuple[Path, SynthSummary]) -> None:
+    root, _ = tiny
+    drugs = load(root / "synth_catalog.json")
+    assert len(drugs) == 6 and len({d["dl_mapping_code"] for d in drugs}) == 6
+    looks = defaultdict(list)
+    for d in drugs:
+        looks[(d["drug_shape"], d["color_class1"], d["color_class2"], d["leng_long"],
+               d["leng_short"], d["form_code_name"])].append(d)
+    groups = [g for g in looks.values() if len(g) >= 3]
+    assert groups, "no look-alike group of 3 or more drugs"
+    for group in groups:
+        assert len({d["print_front"] for d in group}) == len(group)
+    # Every drug can be told apart from every other by either face, so a perfect classifier
+    # is possible whichever side a photo shows.
+    for face in ("front", "back"):
+        seen = {(d["drug_shape"], d["color_class1"], d[f"print_{face}"], d[f"line_{face}"])
+                for d in drugs}
+        assert len(seen) == len(drugs), face
+
+
+def test_catalogue_has_real_data_quirks() -> None:
+    drugs = build_catalog(60, seed=3)
+    codes = [d.k_code for d in drugs]
+    assert all(re.fullmatch(r"K-\d{6}", c) for c in codes) and len(set(codes)) == 60
+    numbers = sorted(int(c[2:]) for c in codes)
+    assert numbers[-1] - numbers[0] > 1000  # spread out, not simply 1..N
+    edi = [d.fields["di_edi_code"] for d in drugs]
+    assert 6 <= sum("," in e for e in edi) <= 18 and 3 <= edi.count("") <= 9
+    for e in filter(None, edi):
+        assert all(re.fullmatch(r"\d{9}|A\d{8}", part) for part in e.split(","))
+    off = [d for d in drugs if d.fields["dl_idx"] != str(int(d.k_code[2:]) - 1)]
+    assert 1 <= len(off) <= 15
+    for d in drugs:
+        assert d.fields["dl_name"] and d.fields["dl_name_en"] and d.fields["dl_company"]
+    assert build_catalog(60, seed=3) == drugs  # deterministic by seed
+
+
+def _background_residual(img: np.ndarray, boxes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """|image - smooth background model| (max over channels), and the mask it was fitted on.
+
+    The table is a smooth gradient with a vignette, so a quadratic in x and y fitted to the
+    pixels well away from every box predicts it; a pill is what the model does not explain.
+    """
+    h, w, _ = img.shape
+    outside = np.ones((h, w), bool)
+    for x, y, bw, bh in boxes:
+        m = int(0.4 * max(bw, bh)) + 3  # the soft shadow reaches past the box
+        outside[max(0, y - m):y + bh + m, max(0, x - m):x + bw + m] = False
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1)
+    coef, *_ = np.linalg.lstsq(design[outside], img[outside].astype(float), rcond=None)
+    return np.abs(img - design @ coef).max(-1), outside
+
+
+def test_boxes_hold_the_pills_and_nothing_else_does(tiny: tuple[Path, SynthSummary]) -> None:
+    root, _ = tiny
+    for record in truth(root):
+        img = np.asarray(Image.open(root / record["path"]).convert("RGB"))
+        boxes = [p["bbox"] for p in record["pills"]]
+        residual, outside = _background_residual(img, boxes)
+        # Away from the boxes the photo is background: almost nothing the model cannot explain.
+        assert (residual[outside] > 20).mean() < 0.005, record["path"]
+        for x, y, w, h in boxes:
+            inside = residual[y:y + h, x:x + w]
+            # A pill fills a good part of its box (a rotated capsule about a third of it)...
+            assert (inside > 20).mean() > 0.25, (record["path"], [x, y, w, h])
+            # ...and reaches each side of it: the box is tight, not a loose guess.
+            for edge in (inside[:2], inside[-2:], inside[:, :2], inside[:, -2:]):
+                assert edge.max() > 12, (record["path"], [x, y, w, h])
+
+
+def test_refuses_a_directory_that_holds_files(tmp_path: Path) -> None:
+    keep = tmp_path / "mine.txt"
+    keep.write_text("user data")
+    with pytest.raises(FileExistsError, match="already holds files"):
+        generate(tmp_path, TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+    assert keep.read_text() == "user data"
+
+
+@pytest.mark.parametrize(("change", "word"), [
+    ({"classes": 3}, "classes"),  # fewer drugs than the biggest combination
+    ({"classes": 0}, "classes"),
+    ({"pills_per_combo": (2, 5)}, "pills_per_combo"),
+    ({"pills_per_combo": (3, 2)}, "pills_per_combo"),
+    ({"pills_per_combo": (1, 2)}, "pills_per_combo"),
+    ({"width": 0}, "width"),
+    ({"height": -320}, "height"),
+    ({"train_per_class": -1}, "train_per_class"),
+    ({"combo_val": 1.5}, "combo_val"),
+    ({"seed": -1}, "seed"),
+    ({"train_per_class": 0, "val_per_class": 0, "combo_train": 0, "combo_val": 0}, "nothing"),
+])
+def test_refuses_invalid_specs(change: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        dataclasses.replace(TINY, **change)
+
+
+def test_few_classes_are_fine_without_combinations(tmp_path: Path) -> None:
+    spec = dataclasses.replace(TINY, classes=2, combo_train=0, combo_val=0, train_per_class=1,
+                               val_per_class=1)
+    assert generate(tmp_path / "out", spec).images == 4
+
+
+def test_refuses_bad_worker_count_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        generate(tmp_path / "out", TINY, workers=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_reports_what_was_written(tiny: tuple[Path, SynthSummary]) -> None:
+    root, summary = tiny
+    d = summary.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert d["root"] == str(root) and d["classes"] == 6 and d["seconds"] >= 0
+    assert d["pills"] == sum(len(r["pills"]) for r in truth(root))
