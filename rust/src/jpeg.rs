@@ -185,6 +185,18 @@ pub enum ScalePolicy {
     Eighths,
 }
 
+/// libjpeg-turbo's speed-for-accuracy switches. Both off by default: the same settings as
+/// PIL, so reference comparisons hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeOptions {
+    /// `TJPARAM_FASTDCT`: the fast integer IDCT (slightly less accurate).
+    pub fast_dct: bool,
+    /// `TJPARAM_FASTUPSAMPLE`: nearest-neighbour chroma upsampling (and, for 4:2:0/4:2:2,
+    /// libjpeg's merged upsampling + colour conversion) instead of triangular "fancy"
+    /// upsampling.
+    pub fast_upsample: bool,
+}
+
 /// A per-thread JPEG decoder: owns one TurboJPEG instance and a scratch buffer, both reused
 /// across images. `Send` but not `Sync`: give each worker thread its own.
 pub struct JpegDecoder {
@@ -228,6 +240,19 @@ impl JpegDecoder {
             factors,
             scratch: Vec::new(),
         })
+    }
+
+    /// Switches libjpeg-turbo's speed/accuracy trade-offs for the following decodes.
+    pub fn set_options(&mut self, options: DecodeOptions) -> Result<(), Error> {
+        let h = &mut self.handle;
+        h.set(sys::TJPARAM_TJPARAM_FASTDCT, i32::from(options.fast_dct))
+            .and_then(|()| {
+                h.set(
+                    sys::TJPARAM_TJPARAM_FASTUPSAMPLE,
+                    i32::from(options.fast_upsample),
+                )
+            })
+            .map_err(|e| Error::internal(e.message))
     }
 
     /// Reads the header of `data` without decoding pixels.
