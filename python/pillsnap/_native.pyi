@@ -1,18 +1,73 @@
 """Typed stubs for the Rust extension ``pillsnap._native`` (source: ``rust/src/python.rs``).
 
 Errors are the classes of :mod:`pillsnap.errors`: ``NativeIOError`` (also an ``OSError``, with
-``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError`` and
-``UnsupportedImageError``; an internal bug surfaces as the base ``PillsnapError``.
+``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError``,
+``UnsupportedImageError`` and ``PackError``; an internal bug surfaces as the base
+``PillsnapError``. Caller mistakes raise the built-in ``ValueError`` (a bad argument) and
+``IndexError`` (a record number past the end).
 """
 
 import os
-from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeAlias, TypedDict
+
+from typing_extensions import Self
 
 from pillsnap.errors import PillsnapError
 
-# Stub-only alias (not importable at run time): (format, width, height, file size in bytes).
+# Stub-only aliases (not importable at run time).
+# (format, width, height, file size in bytes)
 ImageInfo: TypeAlias = tuple[Literal["png", "jpeg"], int, int, int]
+# (x, y, w, h, label): a box in the stored image's pixels and the class index of its pill.
+Box: TypeAlias = tuple[float, float, float, float, int]
+# (payload, width, height, label[, boxes[, source_id]])
+RecordTuple: TypeAlias = (
+    tuple[bytes, int, int, int]
+    | tuple[bytes, int, int, int, Sequence[Box]]
+    | tuple[bytes, int, int, int, Sequence[Box], int]
+)
+StorageName: TypeAlias = Literal["jpeg", "raw_rgb"]
+
+class PackSummary(TypedDict):
+    path: Path
+    records: int
+    boxes: int
+    file_bytes: int
+    payload_bytes: int
+    padding_bytes: int  # zero bytes that page alignment costs
+    resumed_records: int  # records found in the journal at open
+    dropped_on_resume: int  # journal records whose bytes were missing or damaged
+
+class PackHeader(TypedDict):
+    version: int
+    storage: StorageName
+    class_hash: str
+    records: int
+    boxes: int
+    created_unix: int
+    data_start: int
+    index_offset: int
+    file_bytes: int
+    metadata: dict[str, Any]
+
+class RecordMeta(TypedDict):
+    width: int
+    height: int
+    label: int  # -1: none (e.g. a combination image labelled by its boxes)
+    boxes: list[Box]
+    source_id: int  # the manifest row
+    offset: int  # byte offset in the file, a multiple of 4096
+    length: int
+    checksum: int  # zlib.crc32 of the payload
+
+class AdviseReport(TypedDict):
+    policy: Literal["none", "hotset"]
+    willneed: bool
+    lock_requested: int
+    locked_bytes: int
+    lock_error: str | None  # one line for the log when mlock was refused
 
 __version__: str
 
@@ -124,3 +179,143 @@ def crop_params_train(
 
 def crop_params_eval(width: int, height: int, size: int) -> tuple[float, float, float, float]:
     """The source region ``(x, y, w, h)`` that :func:`decode_eval_sample` uses."""
+class PackWriter:
+    """Writes a pack: page-aligned, checksummed records, then the index and a header.
+
+    Records go to ``NAME.partial`` and their index entries to ``NAME.journal`` (every
+    ``checkpoint_every`` records, after the payloads were synced); ``finish`` renames the
+    complete file to ``NAME``, so a file at ``NAME`` is always a whole pack. With
+    ``resume=True`` an interrupted run continues: ``len(writer)`` tells how many records are
+    done, so the caller skips those inputs. Without it, leftovers of a previous run are
+    discarded. A finished pack already at ``NAME`` is replaced only when this one finishes.
+
+    Args:
+        path: the pack to write.
+        storage: ``"jpeg"`` (encoded files) or ``"raw_rgb"`` (``width * height * 3`` bytes).
+        class_hash: ``ClassIndex.hash`` (16 hex digits), stored in the header.
+        metadata_json: a JSON object stored verbatim (short side, quality, manifest hash...).
+        resume: continue an interrupted run of the same settings.
+        checkpoint_every: records between journal writes; a kill loses at most this many.
+
+    Raises:
+        ValueError: a bad storage name, class hash or metadata.
+        PackError: the journal to resume is damaged or from a run with other settings.
+        NativeIOError: the files cannot be written, or another writer holds the pack.
+
+    Used as a context manager, a clean exit finishes the pack; an exception (or ``close``,
+    or deleting the writer) keeps the journal, so a rerun with ``resume=True`` goes on.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        storage: StorageName = "jpeg",
+        *,
+        class_hash: str,
+        metadata_json: str = "{}",
+        resume: bool = False,
+        checkpoint_every: int = 256,
+    ) -> None: ...
+    def __len__(self) -> int:
+        """Records written so far, including those resumed from the journal."""
+    @property
+    def path(self) -> Path:
+        """Where the finished pack goes."""
+    @property
+    def resumed(self) -> int:
+        """Records found in the journal at open (0 for a fresh run)."""
+    @property
+    def dropped_on_resume(self) -> int:
+        """Journal records dropped at open because their bytes were missing or damaged."""
+    def add(
+        self,
+        payload: bytes | bytearray,
+        width: int,
+        height: int,
+        label: int,
+        boxes: Sequence[Box] = [],
+        source_id: int = 0,
+    ) -> int:
+        """Append one encoded record at the next page boundary; returns its record number.
+
+        ``label`` is the class index (-1: none); ``boxes`` are in the stored image's pixels;
+        ``source_id`` is the manifest row. Releases the GIL while it writes.
+
+        Raises:
+            ValueError: a zero side, a raw payload of the wrong size, a non-finite or negative
+                box, or a writer already finished or closed.
+        """
+    def add_many(self, records: Iterable[RecordTuple]) -> int:
+        """Append many records with the GIL released; returns the first one's record number.
+
+        Ctrl-C is checked every 256 records. If one record is bad, those before it stay
+        written and the ``ValueError`` names its position in the batch; an item that is not
+        a tuple is a ``TypeError`` (raised before anything is written).
+        """
+    def finish(self) -> PackSummary:
+        """Write index, metadata and header, fsync, rename into place, delete the journal.
+
+        The writer is closed afterwards, also when this raises (disk full, say): the journal
+        then still lists every record, so reopening with ``resume=True`` and calling
+        ``finish`` again completes the pack without rewriting any record.
+        """
+    def close(self) -> None:
+        """Stop without finishing: checkpoint and keep the journal for ``resume=True``.
+
+        Raises ``NativeIOError`` if the checkpoint fails (the journal may then lack the last
+        records; a resume rewrites them). A no-op on a finished or closed writer.
+        """
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> bool: ...
+
+class PackReader:
+    """A read-only memory map of a pack, validated at open.
+
+    Opening checks the magic, the format version, the header, index and metadata checksums
+    and that every record and box range lies inside the file; it does not read payloads.
+    The OS page cache shares the mapped pages between processes.
+
+    Raises:
+        PackError: a truncated, damaged or foreign file, or an unsupported version (the
+            message says which part and, for a version, which ones this build reads).
+        NativeIOError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def size_bytes(self) -> int:
+        """File size in bytes."""
+    def header(self) -> PackHeader:
+        """Header fields, with the metadata JSON parsed."""
+    def record(self, i: int) -> bytes:
+        """A copy of record ``i``'s payload (negative ``i`` counts from the end).
+
+        Not checksummed here: call :meth:`verify` (loaders do, and skip bad records).
+        """
+    def meta(self, i: int) -> RecordMeta:
+        """Record ``i``'s index entry and boxes."""
+    def labels(self) -> list[int]:
+        """Every record's label, in order."""
+    def verify(self, i: int) -> bool:
+        """Whether record ``i``'s payload still matches its checksum."""
+    def verify_all(self, threads: int = 0) -> list[int]:
+        """Check every payload on ``threads`` threads (0: all cores); the bad records, sorted."""
+    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> AdviseReport:
+        """Set the page-cache policy of the record data.
+
+        ``"hotset"``: ``madvise(MADV_WILLNEED)`` on the data, and ``mlock`` of its first
+        ``lock_bytes`` (whole pages, at most the data). A refused ``mlock`` (``EPERM``,
+        ``ENOMEM``: the memlock limit) is not an error: ``lock_error`` says why in one line
+        for the log and the pages stay in the page cache unlocked. ``"none"``:
+        ``MADV_NORMAL`` and nothing locked. A later call replaces the earlier lock.
+        """
+    def warm(self, threads: int = 0) -> int:
+        """Read one byte of every page now (in parallel, GIL released); returns bytes covered."""

@@ -32,7 +32,8 @@ class LabelError(DataError):
 
 
 class PackError(DataError):
-    """A pack file is truncated, has a bad header/version or a record fails its checksum."""
+    """A pack file is truncated, foreign, of an unsupported version or fails a checksum, or the
+    journal of an interrupted pack writer cannot be resumed."""
 
 
 class NativeIOError(PillsnapError, OSError):

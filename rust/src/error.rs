@@ -35,18 +35,82 @@ pub enum Error {
     /// or more pixels than the decoder's limit).
     #[error("unsupported JPEG: {reason}")]
     UnsupportedJpeg { reason: String },
+    /// A pack file ends before the end its header records (a copy or write cut short).
+    #[error("{}: truncated pack: {reason}", path.display())]
+    PackTruncated { path: PathBuf, reason: String },
+
+    /// The file does not start with the pack magic: it is not a PillSnap pack at all.
+    #[error(
+        "{}: not a PillSnap pack (starts with {}, expected \"PSNPACK\\0\")",
+        path.display(),
+        found.escape_ascii()
+    )]
+    PackBadMagic { path: PathBuf, found: Vec<u8> },
+
+    /// The pack was written in a format version this build cannot read.
+    #[error(
+        "{}: pack format version {found} is not supported (this build reads version {})",
+        path.display(),
+        crate::pack::SUPPORTED_VERSIONS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    PackBadVersion { path: PathBuf, found: u32 },
+
+    /// Stored and recomputed CRC-32 differ: the bytes changed after they were written.
+    #[error(
+        "{}: pack {what} fails its checksum (stored {stored:#010x}, computed {computed:#010x})",
+        path.display()
+    )]
+    PackChecksum {
+        path: PathBuf,
+        what: ChecksumTarget,
+        stored: u32,
+        computed: u32,
+    },
+
+    /// The header or an index entry is inconsistent, e.g. a record outside the data region.
+    #[error("{}: corrupt pack: {reason}", path.display())]
+    PackCorrupt { path: PathBuf, reason: String },
+
+    /// The resume journal of an interrupted writer cannot be used.
+    #[error("{}: unusable pack journal: {reason}", path.display())]
+    PackJournal { path: PathBuf, reason: String },
+
+    /// A caller passed a value the engine cannot accept (a bad class hash, a payload over 4 GiB).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+
+    /// A record number past the end of a pack.
+    #[error("record {index} is out of range for a pack of {len} records")]
+    IndexOutOfRange { index: u64, len: u64 },
 
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
 
-    /// The caller asked for something impossible (bad sizes, a protocol misuse).
-    #[error("{reason}")]
-    InvalidArgument { reason: String },
-
     /// A bounded wait ran out; callers retry after checking for Ctrl-C.
     #[error("timed out")]
     Timeout,
+}
+
+/// Which part of a pack failed its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumTarget {
+    Header,
+    Index,
+    Metadata,
+    /// The payload of record `n` (0-based).
+    Record(u64),
+}
+
+impl std::fmt::Display for ChecksumTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChecksumTarget::Header => f.write_str("header"),
+            ChecksumTarget::Index => f.write_str("index"),
+            ChecksumTarget::Metadata => f.write_str("metadata"),
+            ChecksumTarget::Record(n) => write!(f, "record {n}"),
+        }
+    }
 }
 
 impl Error {
@@ -100,13 +164,32 @@ impl Error {
         match self {
             Error::Io { path, .. }
             | Error::CorruptImage { path, .. }
-            | Error::UnsupportedFormat { path, .. } => Some(path),
+            | Error::UnsupportedFormat { path, .. }
+            | Error::PackTruncated { path, .. }
+            | Error::PackBadMagic { path, .. }
+            | Error::PackBadVersion { path, .. }
+            | Error::PackChecksum { path, .. }
+            | Error::PackCorrupt { path, .. }
+            | Error::PackJournal { path, .. } => Some(path),
             Error::CorruptJpeg { .. }
             | Error::UnsupportedJpeg { .. }
-            | Error::Internal { .. }
             | Error::InvalidArgument { .. }
+            | Error::IndexOutOfRange { .. }
+            | Error::Internal { .. }
             | Error::Timeout => None,
         }
+    }
+
+    /// Runs `f`, turning a panic into [`Error::Internal`] (with `context()` naming the work)
+    /// so that no panic unwinds into Python.
+    ///
+    /// Callers must not reuse state that `f` may have left half-updated.
+    pub fn catch_panic<T>(
+        context: impl FnOnce() -> String,
+        f: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|payload| Err(Error::from_panic(&context(), payload)))
     }
 
     /// Turns a caught panic payload into an error, so that no panic crosses into Python.

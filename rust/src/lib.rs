@@ -6,12 +6,14 @@
 pub mod augment;
 pub mod error;
 pub mod jpeg;
+pub mod pack;
 pub mod prefetch;
 pub mod probe;
 pub mod resize;
 pub mod sample;
 #[cfg(test)]
 mod testutil;
+mod threads;
 mod tj;
 
 #[cfg(feature = "python")]

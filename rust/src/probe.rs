@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -97,14 +96,9 @@ pub struct Prober {
 impl Prober {
     /// `threads == 0` uses every core (or `RAYON_NUM_THREADS`).
     pub fn new(threads: usize) -> Result<Self, Error> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("pillsnap-probe-{i}"))
-            .build()
-            .map_err(|e| Error::Internal {
-                reason: format!("cannot start {threads} probe threads: {e}"),
-            })?;
-        Ok(Prober { pool })
+        Ok(Prober {
+            pool: crate::threads::pool(threads, "probe")?,
+        })
     }
 
     /// Probes `paths` in parallel; result `i` belongs to `paths[i]`.
@@ -131,12 +125,7 @@ fn probe_guarded(path: &Path) -> Result<ImageInfo, Error> {
 
 fn catch_panic<T>(path: &Path, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     // The closure only reads the file at `path`; no shared state can be left half-updated.
-    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        Err(Error::from_panic(
-            &format!("probing {}", path.display()),
-            payload,
-        ))
-    })
+    Error::catch_panic(|| format!("probing {}", path.display()), f)
 }
 
 enum Sniff {

@@ -5,18 +5,26 @@ use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::augment;
 use crate::error::Error;
 use crate::jpeg::{CropRect, EncodeOptions, JpegEncoder, Subsampling};
+use crate::pack::{
+    AdviseReport, BoxLabel, PackReader, PackSummary, PackWriter, Policy, RecordInput, RecordRef,
+    Storage, WriterOptions,
+};
 use crate::probe::{self, ImageInfo, Prober};
 use crate::resize::Layout;
 use crate::sample::SampleDecoder;
 
 /// Paths probed per GIL release in `probe_images`; Ctrl-C is checked between chunks.
 const PROBE_CHUNK: usize = 4096;
+/// Records written per GIL release in `PackWriter.add_many`; Ctrl-C is checked between.
+const PACK_CHUNK: usize = 256;
 
 /// The crate version, to check that the extension matches the Python package.
 #[pyfunction]
@@ -365,9 +373,20 @@ fn exception_instance<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, 
         Error::UnsupportedJpeg { .. } => errors
             .getattr("UnsupportedImageError")?
             .call1((err.to_string(),)),
+        Error::PackTruncated { .. }
+        | Error::PackBadMagic { .. }
+        | Error::PackBadVersion { .. }
+        | Error::PackChecksum { .. }
+        | Error::PackCorrupt { .. }
+        | Error::PackJournal { .. } => errors.getattr("PackError")?.call1((err.to_string(),)),
+        // Caller mistakes, not data problems: ValueError / IndexError as Python code expects.
         Error::InvalidArgument { .. } => errors
             .getattr("InvalidArgumentError")?
             .call1((err.to_string(),)),
+        Error::IndexOutOfRange { .. } => Ok(PyIndexError::new_err(err.to_string())
+            .into_value(py)
+            .into_bound(py)
+            .into_any()),
         Error::Internal { .. } | Error::Timeout => {
             errors.getattr("PillsnapError")?.call1((err.to_string(),))
         }
@@ -381,6 +400,458 @@ impl From<Error> for PyErr {
             Err(import_failure) => import_failure,
         })
     }
+}
+
+/// One record as Python passes it: `(payload, width, height, label[, boxes[, source_id]])`.
+struct PyRecord {
+    payload: PyBackedBytes,
+    width: u32,
+    height: u32,
+    label: i32,
+    boxes: Vec<BoxLabel>,
+    source_id: u64,
+}
+
+impl PyRecord {
+    fn input(&self) -> RecordInput<'_> {
+        RecordInput {
+            payload: &self.payload,
+            width: self.width,
+            height: self.height,
+            label: self.label,
+            boxes: &self.boxes,
+            source_id: self.source_id,
+        }
+    }
+
+    fn from_tuple(item: &Bound<'_, PyAny>) -> PyResult<PyRecord> {
+        let t = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(
+                "each record is a tuple (payload, width, height, label[, boxes[, source_id]])",
+            )
+        })?;
+        if !(4..=6).contains(&t.len()) {
+            return Err(PyValueError::new_err(format!(
+                "a record tuple has 4 to 6 items (payload, width, height, label[, boxes[, \
+                 source_id]]), not {}",
+                t.len()
+            )));
+        }
+        let boxes: Vec<BoxTuple> = match t.len() {
+            5.. => t.get_item(4)?.extract()?,
+            _ => Vec::new(),
+        };
+        Ok(PyRecord {
+            payload: t.get_item(0)?.extract()?,
+            width: t.get_item(1)?.extract()?,
+            height: t.get_item(2)?.extract()?,
+            label: t.get_item(3)?.extract()?,
+            boxes: boxes.into_iter().map(box_label).collect(),
+            source_id: match t.len() {
+                6 => t.get_item(5)?.extract()?,
+                _ => 0,
+            },
+        })
+    }
+}
+
+/// A box as Python sees it: `(x, y, w, h, label)` in the stored image's pixels.
+type BoxTuple = (f32, f32, f32, f32, i32);
+
+fn box_label((x, y, w, h, label): BoxTuple) -> BoxLabel {
+    BoxLabel { x, y, w, h, label }
+}
+
+/// Writes a pack; see `_native.pyi` for the Python contract.
+#[pyclass(name = "PackWriter", module = "pillsnap._native")]
+struct PyPackWriter {
+    /// `None` once finished or closed.
+    inner: Option<PackWriter>,
+    path: PathBuf,
+    /// Records written, kept for `len()` after the writer is gone.
+    records: u64,
+    resumed: u64,
+    dropped_on_resume: u64,
+}
+
+impl PyPackWriter {
+    fn writer(&mut self) -> PyResult<&mut PackWriter> {
+        self.inner.as_mut().ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "the PackWriter for {} is already finished or closed",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Adds records with the GIL released; a panic abandons the writer (its journal stays).
+    fn add_records(&mut self, py: Python<'_>, records: &[PyRecord]) -> PyResult<()> {
+        let writer = self.writer()?;
+        let result = py.detach(|| {
+            Error::catch_panic(
+                || "writing pack records".to_owned(),
+                || {
+                    for (k, r) in records.iter().enumerate() {
+                        writer.add(&r.input()).map_err(|e| match e {
+                            Error::InvalidArgument { reason } if records.len() > 1 => {
+                                Error::invalid(format!("record {k} of the batch: {reason}"))
+                            }
+                            other => other,
+                        })?;
+                    }
+                    Ok(())
+                },
+            )
+        });
+        self.records = writer.len();
+        if let Err(Error::Internal { .. }) = &result {
+            if let Some(w) = self.inner.take() {
+                w.abandon();
+            }
+        }
+        Ok(result?)
+    }
+}
+
+#[pymethods]
+impl PyPackWriter {
+    #[new]
+    #[pyo3(signature = (
+        path, storage = "jpeg", *, class_hash, metadata_json = "{}".to_owned(), resume = false,
+        checkpoint_every = 256
+    ))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        storage: &str,
+        class_hash: String,
+        metadata_json: String,
+        resume: bool,
+        checkpoint_every: u32,
+    ) -> PyResult<Self> {
+        let parsed = py.import("json")?.call_method1("loads", (&metadata_json,));
+        if !parsed.is_ok_and(|v| v.is_instance_of::<PyDict>()) {
+            return Err(PyValueError::new_err(format!(
+                "metadata_json must be a JSON object, got {metadata_json:?}"
+            )));
+        }
+        let mut options = WriterOptions::new(Storage::parse(storage)?, class_hash);
+        options.metadata_json = metadata_json;
+        options.resume = resume;
+        options.checkpoint_every = checkpoint_every;
+        let writer = py.detach(|| {
+            Error::catch_panic(
+                || "opening a pack writer".to_owned(),
+                || PackWriter::open(&path, options),
+            )
+        })?;
+        Ok(PyPackWriter {
+            records: writer.len(),
+            resumed: writer.resumed(),
+            dropped_on_resume: writer.dropped_on_resume(),
+            inner: Some(writer),
+            path,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        usize::try_from(self.records).unwrap_or(usize::MAX)
+    }
+
+    /// Where the finished pack goes.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Records found in the journal when the writer was opened with `resume=True`.
+    #[getter]
+    fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    /// Journal records dropped at open because their bytes were missing or damaged.
+    #[getter]
+    fn dropped_on_resume(&self) -> u64 {
+        self.dropped_on_resume
+    }
+
+    #[pyo3(signature = (payload, width, height, label, boxes = Vec::new(), source_id = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        py: Python<'_>,
+        payload: PyBackedBytes,
+        width: u32,
+        height: u32,
+        label: i32,
+        boxes: Vec<BoxTuple>,
+        source_id: u64,
+    ) -> PyResult<u64> {
+        let record = PyRecord {
+            payload,
+            width,
+            height,
+            label,
+            boxes: boxes.into_iter().map(box_label).collect(),
+            source_id,
+        };
+        self.add_records(py, std::slice::from_ref(&record))?;
+        Ok(self.records - 1)
+    }
+
+    fn add_many(&mut self, py: Python<'_>, records: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let first = self.writer()?.len();
+        let records: Vec<PyRecord> = records
+            .try_iter()?
+            .map(|item| PyRecord::from_tuple(&item?))
+            .collect::<PyResult<_>>()?;
+        for chunk in records.chunks(PACK_CHUNK) {
+            self.add_records(py, chunk)?;
+            py.check_signals()?;
+        }
+        Ok(first)
+    }
+
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.writer()?;
+        let Some(writer) = self.inner.take() else {
+            return Err(PyValueError::new_err("the PackWriter is already finished"));
+        };
+        let summary =
+            py.detach(|| Error::catch_panic(|| "finishing a pack".to_owned(), || writer.finish()))?;
+        self.records = summary.records;
+        summary_dict(py, &summary)
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(mut writer) = self.inner.take() else {
+            return Ok(());
+        };
+        // The checkpoint (payload sync, journal write) needs no GIL. Its error is raised, so
+        // the caller knows the journal may lack the last records (a resume redoes them).
+        let checkpoint = py.detach(|| {
+            Error::catch_panic(
+                || "closing a pack writer".to_owned(),
+                || writer.checkpoint(),
+            )
+        });
+        py.detach(|| match checkpoint {
+            Err(Error::Internal { .. }) => writer.abandon(),
+            _ => drop(writer),
+        });
+        Ok(checkpoint?)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (exc_type, _exc = None, _tb = None))]
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        match exc_type {
+            // A clean exit finishes the pack, like closing a file flushes it.
+            None if self.inner.is_some() => {
+                self.finish(py)?;
+            }
+            // On an exception, keep the journal so a rerun with resume=True goes on; a
+            // failing checkpoint must not hide the exception that is on its way out.
+            Some(_) => {
+                let _ = self.close(py);
+            }
+            None => {} // already finished (or closed) inside the block
+        }
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.inner.is_some() {
+            "open"
+        } else {
+            "closed"
+        };
+        format!(
+            "PackWriter({:?}, records={}, {state})",
+            self.path.display().to_string(),
+            self.records
+        )
+    }
+}
+
+fn summary_dict<'py>(py: Python<'py>, s: &PackSummary) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("path", &s.path)?;
+    d.set_item("records", s.records)?;
+    d.set_item("boxes", s.boxes)?;
+    d.set_item("file_bytes", s.file_bytes)?;
+    d.set_item("payload_bytes", s.payload_bytes)?;
+    d.set_item("padding_bytes", s.padding_bytes)?;
+    d.set_item("resumed_records", s.resumed_records)?;
+    d.set_item("dropped_on_resume", s.dropped_on_resume)?;
+    Ok(d)
+}
+
+/// A memory-mapped pack, shared by every thread (and, through the page cache, process).
+#[pyclass(name = "PackReader", module = "pillsnap._native", frozen)]
+struct PyPackReader {
+    inner: PackReader,
+}
+
+impl PyPackReader {
+    /// A Python index (negative counts from the end) as a record number.
+    fn index(&self, i: i64) -> PyResult<u64> {
+        let len = self.inner.len();
+        let n = if i < 0 {
+            len.checked_sub(i.unsigned_abs())
+        } else {
+            Some(i as u64)
+        };
+        n.filter(|&n| n < len).ok_or_else(|| {
+            PyIndexError::new_err(format!(
+                "record {i} is out of range for a pack of {len} records"
+            ))
+        })
+    }
+
+    fn record_at(&self, i: i64) -> PyResult<RecordRef<'_>> {
+        let n = self.index(i)?;
+        Ok(self.inner.record(n).ok_or(Error::IndexOutOfRange {
+            index: n,
+            len: self.inner.len(),
+        })?)
+    }
+}
+
+#[pymethods]
+impl PyPackReader {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| {
+            Error::catch_panic(|| "opening a pack".to_owned(), || PackReader::open(&path))
+        })?;
+        Ok(PyPackReader { inner })
+    }
+
+    fn __len__(&self) -> usize {
+        usize::try_from(self.inner.len()).unwrap_or(usize::MAX)
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    #[getter]
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+
+    fn header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let h = self.inner.header();
+        let d = PyDict::new(py);
+        d.set_item("version", h.version)?;
+        d.set_item("storage", h.storage.as_str())?;
+        d.set_item("class_hash", h.class_hash_str())?;
+        d.set_item("records", h.record_count)?;
+        d.set_item("boxes", h.box_count)?;
+        d.set_item("created_unix", h.created_unix)?;
+        d.set_item("data_start", h.data_start)?;
+        d.set_item("index_offset", h.index_offset)?;
+        d.set_item("file_bytes", h.file_len)?;
+        let json = self.inner.view().metadata_json();
+        d.set_item(
+            "metadata",
+            py.import("json")?.call_method1("loads", (json,))?,
+        )?;
+        Ok(d)
+    }
+
+    fn record<'py>(&self, py: Python<'py>, i: i64) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, self.record_at(i)?.bytes))
+    }
+
+    fn meta<'py>(&self, py: Python<'py>, i: i64) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.record_at(i)?;
+        let m = &r.meta;
+        let d = PyDict::new(py);
+        d.set_item("width", m.width)?;
+        d.set_item("height", m.height)?;
+        d.set_item("label", m.label)?;
+        let boxes: Vec<BoxTuple> = r.boxes().map(|b| (b.x, b.y, b.w, b.h, b.label)).collect();
+        d.set_item("boxes", boxes)?;
+        d.set_item("source_id", m.source_id)?;
+        d.set_item("offset", m.offset)?;
+        d.set_item("length", m.length)?;
+        d.set_item("checksum", m.checksum)?;
+        Ok(d)
+    }
+
+    fn labels<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let labels = py.detach(|| self.inner.view().labels());
+        PyList::new(py, labels)
+    }
+
+    fn verify(&self, py: Python<'_>, i: i64) -> PyResult<bool> {
+        let n = self.index(i)?;
+        match py.detach(|| self.inner.verify(n)) {
+            Ok(()) => Ok(true),
+            Err(Error::PackChecksum { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[pyo3(signature = (threads = 0))]
+    fn verify_all(&self, py: Python<'_>, threads: usize) -> PyResult<Vec<u64>> {
+        Ok(py.detach(|| {
+            Error::catch_panic(
+                || "verifying a pack".to_owned(),
+                || self.inner.verify_all(threads),
+            )
+        })?)
+    }
+
+    #[pyo3(signature = (policy, lock_bytes = 0))]
+    fn advise<'py>(
+        &self,
+        py: Python<'py>,
+        policy: &str,
+        lock_bytes: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let policy = Policy::parse(policy, lock_bytes)?;
+        let report = py.detach(|| self.inner.advise(policy))?;
+        advise_dict(py, &report)
+    }
+
+    #[pyo3(signature = (threads = 0))]
+    fn warm(&self, py: Python<'_>, threads: usize) -> PyResult<u64> {
+        Ok(py.detach(|| {
+            Error::catch_panic(|| "warming a pack".to_owned(), || self.inner.warm(threads))
+        })?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PackReader({:?}, records={})",
+            self.inner.path().display().to_string(),
+            self.inner.len()
+        )
+    }
+}
+
+fn advise_dict<'py>(py: Python<'py>, r: &AdviseReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("policy", r.policy)?;
+    d.set_item("willneed", r.willneed)?;
+    d.set_item("lock_requested", r.lock_requested)?;
+    d.set_item("locked_bytes", r.locked_bytes)?;
+    d.set_item("lock_error", r.lock_error.as_deref())?;
+    Ok(d)
 }
 
 #[pymodule]
@@ -397,5 +868,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_jpeg, m)?)?;
     m.add_function(wrap_pyfunction!(crop_params_train, m)?)?;
     m.add_function(wrap_pyfunction!(crop_params_eval, m)?)?;
+    m.add_class::<PyPackWriter>()?;
+    m.add_class::<PyPackReader>()?;
     Ok(())
 }
