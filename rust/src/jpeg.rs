@@ -126,6 +126,7 @@ pub struct CropRect {
 }
 
 impl CropRect {
+    /// A rectangle with top-left (`x`, `y`), width `w` and height `h`.
     pub fn new(x: f64, y: f64, w: f64, h: f64) -> Self {
         CropRect { x, y, w, h }
     }
@@ -521,6 +522,7 @@ pub struct JpegEncoder {
 }
 
 impl JpegEncoder {
+    /// A compressor instance for this thread.
     pub fn new() -> Result<Self, Error> {
         let handle = Handle::compressor().map_err(|e| Error::internal(e.message))?;
         Ok(JpegEncoder { handle })

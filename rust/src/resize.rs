@@ -57,6 +57,7 @@ fn resize_error(err: impl std::fmt::Display) -> Error {
 }
 
 impl Resizer {
+    /// An empty resizer; buffers grow on first use and are then reused.
     pub fn new() -> Self {
         Resizer {
             inner: fir::Resizer::new(),

@@ -24,6 +24,7 @@ fn filter_halo(crop_w: f64, out_w: u32) -> f64 {
 }
 
 impl SampleDecoder {
+    /// A decoder (powers-of-two DCT scaling, accurate IDCT and upsampling) and a resizer.
     pub fn new() -> Result<Self, Error> {
         Ok(SampleDecoder {
             decoder: JpegDecoder::new()?,

@@ -50,6 +50,7 @@ pub struct ScalingFactor {
 }
 
 impl ScalingFactor {
+    /// No scaling.
     pub const ONE: ScalingFactor = ScalingFactor { num: 1, denom: 1 };
 
     /// `TJSCALED`: the scaled size of a dimension, rounded up as libjpeg-turbo does.
@@ -58,6 +59,7 @@ impl ScalingFactor {
         u32::try_from(scaled).unwrap_or(u32::MAX)
     }
 
+    /// The factor as a number (0.125..=1 for the factors the decoder uses).
     pub fn as_f64(self) -> f64 {
         f64::from(self.num) / f64::from(self.denom)
     }
