@@ -99,6 +99,86 @@ def probe_images(
     chunks of 4096 paths.
     """
 
+# --- JPEG decode and augment (source: rust/src/{jpeg,augment,resize,sample}.rs) -------------
+# `out` buffers: any writable, C-contiguous uint8 buffer (numpy array, bytearray,
+# ``torch_tensor.numpy()``) of exactly the size the output needs; anything else raises
+# ``InvalidArgumentError`` (a ``ValueError``). Decoding releases the GIL; each calling thread
+# keeps its own decoder. Broken JPEG bytes raise ``CorruptImageError`` (libjpeg-turbo warnings
+# count as corruption), CMYK / 12-bit / lossless JPEGs ``UnsupportedImageError``.
+
+Layout: TypeAlias = Literal["hwc", "chw"]
+Subsampling: TypeAlias = Literal["4:4:4", "4:2:2", "4:2:0", "gray"]
+
+def jpeg_header(data: bytes) -> tuple[int, int, str]:
+    """``(width, height, subsampling)`` of JPEG bytes, from the header alone.
+
+    Subsampling is one of ``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``, ``"gray"``, ``"4:4:0"``,
+    ``"4:1:1"``, ``"4:4:1"`` or ``"unknown"``.
+    """
+
+def decode_train_sample(
+    data: bytes,
+    size: int,
+    seed: int,
+    epoch: int,
+    index: int,
+    out: object,
+    layout: Layout = "hwc",
+    full_decode: bool = False,
+) -> tuple[int, int, int, int, bool]:
+    """One training sample: ``RandomResizedCrop(size)`` (torchvision defaults) + flip (p=0.5).
+
+    The crop and flip are a pure function of ``(seed, epoch, index)`` and the image size;
+    only the crop is decoded (DCT-scaled when it is at least twice ``size``), then resized
+    (bilinear, antialiased) and flipped into ``out`` (``size * size * 3`` bytes, ``layout``).
+    ``full_decode=True`` decodes the whole image first (the FFCV-style baseline, for
+    benchmarks). Returns the crop ``(x, y, w, h, flipped)`` in source pixels.
+    """
+
+def decode_eval_sample(
+    data: bytes, size: int, out: object, layout: Layout = "hwc"
+) -> tuple[float, float, float, float]:
+    """``Resize(int(size / 0.875))`` then ``CenterCrop(size)`` into ``out``, decoding only the
+    source region that reaches the output. Returns that region ``(x, y, w, h)`` (fractional).
+    """
+
+def decode_crop(
+    data: bytes,
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+    out_w: int,
+    out_h: int,
+    flip: bool,
+    out: object,
+    layout: Layout = "hwc",
+) -> None:
+    """Crop ``(x, y, w, h)`` (source pixels), resize to ``out_w`` x ``out_h`` (bilinear,
+    antialiased, crop-then-resize), mirror when ``flip``, into ``out``."""
+
+def decode_full(data: bytes, out: object) -> tuple[int, int]:
+    """The whole image as packed RGB into ``out`` (``height * width * 3`` bytes); returns
+    ``(width, height)``. Read the size with :func:`jpeg_header` first."""
+
+def encode_jpeg(
+    rgb: object,
+    width: int,
+    height: int,
+    quality: int = 90,
+    subsampling: Subsampling = "4:2:0",
+    progressive: bool = False,
+) -> bytes:
+    """Encode packed RGB (``height * width * 3`` uint8, any buffer) as a JPEG."""
+
+def crop_params_train(
+    width: int, height: int, size: int, seed: int, epoch: int, index: int
+) -> tuple[int, int, int, int, bool]:
+    """The ``(x, y, w, h, flip)`` that :func:`decode_train_sample` uses for this image size
+    and ``(seed, epoch, index)``. ``size`` does not change the crop (as in torchvision)."""
+
+def crop_params_eval(width: int, height: int, size: int) -> tuple[float, float, float, float]:
+    """The source region ``(x, y, w, h)`` that :func:`decode_eval_sample` uses."""
 class PackWriter:
     """Writes a pack: page-aligned, checksummed records, then the index and a header.
 

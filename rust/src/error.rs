@@ -26,6 +26,15 @@ pub enum Error {
     #[error("{}: unsupported image: {reason}", path.display())]
     UnsupportedFormat { path: PathBuf, reason: String },
 
+    /// JPEG bytes in memory (a pack record, an upload) are broken or truncated; libjpeg-turbo
+    /// warnings count as corruption here (see `jpeg.rs`).
+    #[error("corrupt JPEG data: {reason}")]
+    CorruptJpeg { reason: String },
+
+    /// JPEG bytes in memory use a flavour the decoder refuses (CMYK, 12-bit, lossless,
+    /// or more pixels than the decoder's limit).
+    #[error("unsupported JPEG: {reason}")]
+    UnsupportedJpeg { reason: String },
     /// A pack file ends before the end its header records (a copy or write cut short).
     #[error("{}: truncated pack: {reason}", path.display())]
     PackTruncated { path: PathBuf, reason: String },
@@ -126,8 +135,26 @@ impl Error {
         }
     }
 
+    pub fn corrupt_jpeg(reason: impl Into<String>) -> Self {
+        Error::CorruptJpeg {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unsupported_jpeg(reason: impl Into<String>) -> Self {
+        Error::UnsupportedJpeg {
+            reason: reason.into(),
+        }
+    }
+
     pub fn invalid(reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn internal(reason: impl Into<String>) -> Self {
+        Error::Internal {
             reason: reason.into(),
         }
     }
@@ -144,7 +171,9 @@ impl Error {
             | Error::PackChecksum { path, .. }
             | Error::PackCorrupt { path, .. }
             | Error::PackJournal { path, .. } => Some(path),
-            Error::InvalidArgument { .. }
+            Error::CorruptJpeg { .. }
+            | Error::UnsupportedJpeg { .. }
+            | Error::InvalidArgument { .. }
             | Error::IndexOutOfRange { .. }
             | Error::Internal { .. }
             | Error::Timeout => None,

@@ -3,11 +3,18 @@
 //! The core modules are plain Rust (no pyo3), so `cargo test` runs without Python;
 //! `python.rs`, compiled only with the `python` feature, is the one binding layer.
 
+pub mod augment;
 pub mod error;
+pub mod jpeg;
 pub mod pack;
 pub mod prefetch;
 pub mod probe;
+pub mod resize;
+pub mod sample;
+#[cfg(test)]
+mod testutil;
 mod threads;
+mod tj;
 
 #[cfg(feature = "python")]
 mod python;
