@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -17,6 +19,9 @@ use crate::pack::{
     AdviseReport, BoxLabel, PackReader, PackSummary, PackWriter, Policy, RecordInput, RecordRef,
     Storage, WriterOptions,
 };
+use crate::pack_source::{Mode, PackSource};
+use crate::prefetch::{Loader, LoaderConfig, SampleSource};
+use crate::prepare::{prepare_many, PrepareOptions, SourceItem};
 use crate::probe::{self, ImageInfo, Prober};
 use crate::resize::Layout;
 use crate::sample::SampleDecoder;
@@ -113,7 +118,18 @@ struct OutBuffer<'py> {
 }
 
 impl<'py> OutBuffer<'py> {
+    /// A uint8 buffer of exactly `needed` bytes.
     fn get(out: &Bound<'py, PyAny>, needed: usize) -> PyResult<Self> {
+        Self::get_typed(out, needed, &["B", "b", "c"], "uint8")
+    }
+
+    /// A buffer of exactly `needed` bytes whose item format is one of `formats`.
+    fn get_typed(
+        out: &Bound<'py, PyAny>,
+        needed: usize,
+        formats: &[&str],
+        what: &str,
+    ) -> PyResult<Self> {
         let py = out.py();
         let view = py
             .import("builtins")?
@@ -127,9 +143,9 @@ impl<'py> OutBuffer<'py> {
         let contiguous: bool = view.getattr("c_contiguous")?.extract()?;
         let len: usize = view.getattr("nbytes")?.extract()?;
         view.call_method0("release")?;
-        if !matches!(format.as_str(), "B" | "b" | "c") {
+        if !formats.contains(&format.as_str()) {
             return Err(invalid_arg(format!(
-                "out must hold uint8, got format {format:?}"
+                "out must hold {what}, got format {format:?}"
             )));
         }
         if readonly {
@@ -860,6 +876,230 @@ fn advise_dict<'py>(py: Python<'py>, r: &AdviseReport) -> PyResult<Bound<'py, Py
     Ok(d)
 }
 
+/// One item for `prepare_records`: `(path, crop or None, boxes)`.
+type ItemTuple = (PathBuf, Option<(f64, f64, f64, f64)>, Vec<BoxTuple>);
+
+/// Decode, crop, shrink and encode source photos for a pack, in parallel with the GIL
+/// released. Each element is `(payload, width, height, boxes)` or, for a bad source, the
+/// `pillsnap.errors` exception instance (returned, not raised).
+#[pyfunction]
+#[pyo3(signature = (items, *, short_side, quality = 90, storage = "jpeg", threads = 0))]
+fn prepare_records<'py>(
+    py: Python<'py>,
+    items: Vec<ItemTuple>,
+    short_side: u32,
+    quality: u8,
+    storage: &str,
+    threads: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let opts = PrepareOptions {
+        short_side,
+        quality,
+        storage: Storage::parse(storage)?,
+    };
+    let items: Vec<SourceItem> = items
+        .into_iter()
+        .map(|(path, crop, boxes)| SourceItem {
+            path,
+            crop: crop.map(|(x, y, w, h)| [x, y, w, h]),
+            boxes: boxes.into_iter().map(box_label).collect(),
+        })
+        .collect();
+    let results = py.detach(|| prepare_many(&items, &opts, threads))?;
+    let mut out = Vec::with_capacity(results.len());
+    for result in results {
+        out.push(match result {
+            Ok(p) => {
+                let boxes: Vec<BoxTuple> = p
+                    .boxes
+                    .iter()
+                    .map(|b| (b.x, b.y, b.w, b.h, b.label))
+                    .collect();
+                (PyBytes::new(py, &p.payload), p.width, p.height, boxes)
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            Err(err) => exception_instance(py, &err)?,
+        });
+        py.check_signals()?;
+    }
+    PyList::new(py, out)
+}
+
+/// A buffer export held for a loader's lifetime (see `OutBuffer`).
+struct HeldBuffer {
+    _export: Py<PyAny>,
+    addr: usize,
+}
+
+impl HeldBuffer {
+    fn hold(out: &Bound<'_, PyAny>, needed: usize, formats: &[&str], what: &str) -> PyResult<Self> {
+        let buffer = OutBuffer::get_typed(out, needed, formats, what)?;
+        Ok(HeldBuffer {
+            addr: buffer.addr,
+            _export: buffer._export.unbind(),
+        })
+    }
+}
+
+/// The prefetching loader over a pack (`pillsnap.data.PackLoader` wraps it).
+#[pyclass(name = "PackLoader", module = "pillsnap._native")]
+struct PyPackLoader {
+    loader: Loader<PackSource>,
+    records: usize,
+    pid: u32,
+    // Declared after `loader`, so dropped after its threads are joined.
+    _images: HeldBuffer,
+    _labels: HeldBuffer,
+}
+
+#[pymethods]
+impl PyPackLoader {
+    #[new]
+    #[pyo3(signature = (
+        path, images, labels, *, batch_size, image_size, train = true, threads = 0, seed = 0,
+        shuffle = true, drop_last = true, ring = 4, rank = 0, world_size = 1, layout = "hwc",
+        max_substitutes = 8
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        images: &Bound<'_, PyAny>,
+        labels: &Bound<'_, PyAny>,
+        batch_size: usize,
+        image_size: u32,
+        train: bool,
+        threads: usize,
+        seed: u64,
+        shuffle: bool,
+        drop_last: bool,
+        ring: usize,
+        rank: usize,
+        world_size: usize,
+        layout: &str,
+        max_substitutes: usize,
+    ) -> PyResult<Self> {
+        let reader = Arc::new(py.detach(|| PackReader::open(&path))?);
+        let mode = if train {
+            Mode::Train { seed }
+        } else {
+            Mode::Eval
+        };
+        let source = Arc::new(PackSource::new(
+            reader,
+            image_size,
+            mode,
+            Layout::parse(layout)?,
+        ));
+        let sample_bytes = source.sample_bytes();
+        let slots = ring.saturating_mul(batch_size);
+        let images = HeldBuffer::hold(images, slots * sample_bytes, &["B", "b", "c"], "uint8")?;
+        let labels = HeldBuffer::hold(labels, slots * 8, &["q", "l"], "int64")?;
+        let cfg = LoaderConfig {
+            batch_size,
+            threads: if threads == 0 { num_cpus() } else { threads },
+            ring,
+            sample_bytes,
+            seed,
+            shuffle,
+            drop_last,
+            rank,
+            world_size,
+            max_substitutes,
+        };
+        let records = source.len();
+        // SAFETY: both buffers were checked to hold `ring * batch_size` samples / labels and
+        // stay exported (allocated, unresizable) in `_images` / `_labels` until after the
+        // loader is dropped (field order).
+        let loader =
+            unsafe { Loader::new(source, cfg, images.addr as *mut u8, labels.addr as *mut i64)? };
+        Ok(PyPackLoader {
+            loader,
+            records,
+            pid: std::process::id(),
+            _images: images,
+            _labels: labels,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.records
+    }
+
+    fn batches_per_epoch(&self) -> PyResult<usize> {
+        self.same_process()?;
+        Ok(self.loader.batches_per_epoch())
+    }
+
+    fn start_epoch(&self, py: Python<'_>, epoch: u64) -> PyResult<()> {
+        self.same_process()?;
+        Ok(py.detach(|| self.loader.start_epoch(epoch))?)
+    }
+
+    /// `(slot, size)` of the next batch, or None at the end of the epoch. Waits with the GIL
+    /// released, waking every 100 ms so that Ctrl-C gets through.
+    fn next_batch(&self, py: Python<'_>) -> PyResult<Option<(usize, usize)>> {
+        self.same_process()?;
+        loop {
+            match py.detach(|| self.loader.next_batch(Duration::from_millis(100))) {
+                Ok(batch) => return Ok(batch.map(|b| (b.slot, b.len))),
+                Err(Error::Timeout) => py.check_signals()?,
+                Err(Error::Internal { reason }) => {
+                    return Err(loader_error(py, &reason));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.same_process()?;
+        Ok(self.loader.release()?)
+    }
+
+    /// `{"samples", "skipped", "last_error"}` since the loader was made.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.loader.stats()?;
+        let dict = PyDict::new(py);
+        dict.set_item("samples", stats.samples)?;
+        dict.set_item("skipped", stats.skipped)?;
+        dict.set_item("last_error", stats.last_error)?;
+        Ok(dict)
+    }
+}
+
+impl PyPackLoader {
+    /// Threads do not survive fork(): refuse clearly instead of waiting forever.
+    fn same_process(&self) -> PyResult<()> {
+        if std::process::id() == self.pid {
+            return Ok(());
+        }
+        Python::attach(|py| {
+            Err(loader_error(
+                py,
+                "this PackLoader was created in another process and its threads did not survive \
+                 fork(); create the loader in the process that iterates it",
+            ))
+        })
+    }
+}
+
+fn loader_error(py: Python<'_>, reason: &str) -> PyErr {
+    let made = py
+        .import("pillsnap.errors")
+        .and_then(|m| m.getattr("LoaderError"))
+        .and_then(|class| class.call1((reason,)));
+    match made {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(import_failure) => import_failure,
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -876,5 +1116,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crop_params_eval, m)?)?;
     m.add_class::<PyPackWriter>()?;
     m.add_class::<PyPackReader>()?;
+    m.add_class::<PyPackLoader>()?;
+    m.add_function(wrap_pyfunction!(prepare_records, m)?)?;
     Ok(())
 }

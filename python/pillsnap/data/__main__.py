@@ -3,6 +3,7 @@
     python -m pillsnap.data synth --out data/synth --classes 12 --size 244x320
     python -m pillsnap.data scan  --root data/synth --out artifacts/manifest
     python -m pillsnap.data stage --stage 1 --manifest artifacts/manifest --out artifacts/stage1
+    python -m pillsnap.data pack  --manifest artifacts/manifest --root data/synth --out packs
     python -m pillsnap.data yolo  --manifest artifacts/manifest --root data/synth --out yolo
 
 Every command also takes ``--cfg config.yaml`` and dotted overrides (``data.scan_workers=8``);
@@ -74,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--images", type=int, help="override the stage's image count")
     stage.add_argument("--classes", type=int, help="override the stage's class count")
 
+    pack = sub.add_parser("pack", help="pack a manifest into memory-mapped training files")
+    pack.add_argument("--manifest", type=_path,
+                      help="manifest directory (default: data.manifest_dir)")
+    pack.add_argument("--root", type=_path, help="dataset root (default: data.root)")
+    pack.add_argument("--out", type=_path, help="pack directory (default: pack.out_dir)")
+    pack.add_argument("--split", choices=["train", "val"], action="append",
+                      help="repeatable (default: both)")
+    pack.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    pack.add_argument("--no-yolo", action="store_true",
+                      help="skip the detector's YOLO view (written to OUT/yolo otherwise)")
+
     yolo = sub.add_parser("yolo", help="write the detector's YOLO-format view of the manifest")
     yolo.add_argument("--manifest", type=_path,
                       help="manifest directory (default: data.manifest_dir)")
@@ -83,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also single-pill photos (default: train.det.include_single)")
     yolo.add_argument("--workers", type=int, default=0)
 
-    for command in (synth, scan, stage, yolo):
+    for command in (synth, scan, stage, pack, yolo):
         add_config_args(command)
     return parser
 
@@ -138,6 +150,32 @@ def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     return 0
 
 
+def run_pack(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.pack import build_pack
+    from pillsnap.features import includes
+
+    manifest = args.manifest or cfg.data.manifest_dir
+    root, out = args.root or cfg.data.root, args.out or cfg.pack.out_dir
+    setup_logging(cfg.logging.level, Path(out) / "pack.log")
+    p = cfg.pack
+    for split in args.split or ["train", "val"]:
+        report = build_pack(manifest, root, Path(out) / f"{split}.pack", split=split,
+                            short_side=p.short_side, quality=p.jpeg_quality, storage=p.storage,
+                            region=p.region, margin=p.pill_margin, workers=p.workers,
+                            resume=not args.no_resume)
+        print(f"{split}: {report['records']} records, {report['mb_per_1000']} MB per 1,000, "
+              f"{report['skipped_unreadable']} unreadable skipped, {report['seconds']} s "
+              f"-> {report['pack']}")
+    if not args.no_yolo and includes(cfg.active_feature_set, "advanced"):
+        from pillsnap.data.yolo_view import write_yolo_view
+
+        view = write_yolo_view(manifest, root, Path(out) / "yolo",
+                               image_size=cfg.models.detector.image_size,
+                               include_single=cfg.train.det.include_single, workers=p.workers)
+        print(f"yolo view: {view['images']} images -> {Path(out) / 'yolo'}")
+    return 0
+
+
 def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     from pillsnap.features import require
 
@@ -152,7 +190,8 @@ def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     return 0
 
 
-COMMANDS = {"synth": run_synth, "scan": run_scan, "stage": run_stage, "yolo": run_yolo}
+COMMANDS = {"synth": run_synth, "scan": run_scan, "stage": run_stage, "pack": run_pack,
+            "yolo": run_yolo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,7 +28,6 @@ from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
 
-WAIT_MS = 100  # how often a waiting iteration wakes up to let Ctrl-C through
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -106,7 +105,7 @@ class PackLoader:
         self._native.start_epoch(self.epoch)
         self._outstanding = 0
         while True:
-            got = self._native.next_batch(WAIT_MS)
+            got = self._native.next_batch()
             if got is None:
                 return
             self._outstanding += 1

@@ -73,13 +73,14 @@ def plan_items(rows: list[ManifestRow], root: Path, classes: ClassIndex, *, regi
         if region == "image":
             if not labelled:
                 continue
-            boxes = [(*p.bbox, label) for p, label in labelled]
+            boxes = [(p.bbox[0], p.bbox[1], p.bbox[2], p.bbox[3], label) for p, label in labelled]
             single = labelled[0][1] if len(labelled) == 1 else -1
-            items.append(Item(number << PILL_BITS, path, None, single, boxes))  # type: ignore[arg-type]
+            items.append(Item(number << PILL_BITS, path, None, single, boxes))
             continue
         for k, (pill, label) in enumerate(labelled):
             crop = pill_crop(pill.bbox, row.width, row.height, margin)
-            box = (pill.bbox[0] - crop[0], pill.bbox[1] - crop[1], pill.bbox[2], pill.bbox[3], label)
+            x, y, w, h = pill.bbox
+            box = (x - crop[0], y - crop[1], w, h, label)
             items.append(Item(number << PILL_BITS | k, path, crop, label, [box]))
     return items, unknown
 
@@ -139,10 +140,11 @@ def build_pack(manifest_dir: Path, root: Path, out: Path, *, split: str = "train
         summary = writer.finish()
     for message in skipped[:20]:
         logger.warning("pack: skipped %s", message)
+    size = out.stat().st_size
     report = {"pack": str(out), "split": split, "records": summary["records"],
               "skipped_unreadable": len(skipped), "skipped_examples": skipped[:20],
-              "unknown_class_pills": unknown, "bytes": out.stat().st_size,
-              "mb_per_1000": round(out.stat().st_size / max(1, summary["records"]) * 1000 / 2**20, 2),
+              "unknown_class_pills": unknown, "bytes": size,
+              "mb_per_1000": round(size / max(1, summary["records"]) * 1000 / 2**20, 2),
               "seconds": round(time.perf_counter() - started, 1), "metadata": metadata}
     write_json(report, out.with_suffix(".report.json"))
     return report

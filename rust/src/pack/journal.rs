@@ -258,7 +258,7 @@ fn apply_slot(
                 .entries
                 .last()
                 .map_or(HEADER_LEN as u64, RecordMeta::end);
-            if m.offset % PAGE != 0 || m.offset < prev_end {
+            if !m.offset.is_multiple_of(PAGE) || m.offset < prev_end {
                 return Err(format!(
                     "offset {} is not a page boundary after {prev_end}",
                     m.offset

@@ -374,13 +374,13 @@ impl Header {
             path: path.to_path_buf(),
             reason,
         };
-        if self.data_start < HEADER_LEN as u64 || self.data_start % PAGE != 0 {
+        if self.data_start < HEADER_LEN as u64 || !self.data_start.is_multiple_of(PAGE) {
             return Err(corrupt(format!(
                 "data start {} is not a page boundary after the header",
                 self.data_start
             )));
         }
-        if self.index_offset < self.data_start || self.index_offset % PAGE != 0 {
+        if self.index_offset < self.data_start || !self.index_offset.is_multiple_of(PAGE) {
             return Err(corrupt(format!(
                 "index offset {} is not a page boundary at or after the data start {}",
                 self.index_offset, self.data_start

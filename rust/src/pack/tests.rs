@@ -665,20 +665,24 @@ fn random_mutations_never_panic() -> TestResult {
         let mut b = good.clone();
         for k in 0..1 + rnd[0] as usize % 4 {
             // Mostly the header and the index, where the structure is.
-            let span = if rnd[1] % 2 == 0 {
+            let span = if rnd[1].is_multiple_of(2) {
                 HEADER_LEN.min(128)
             } else {
                 b.len() - tail_start
             };
-            let base = if rnd[1] % 2 == 0 { 0 } else { tail_start };
+            let base = if rnd[1].is_multiple_of(2) {
+                0
+            } else {
+                tail_start
+            };
             let at = base
                 + (u32::from_le_bytes([rnd[2 + k], rnd[6 + k], rnd[10 + k], 0]) as usize % span);
             b[at] = rnd[20 + k];
         }
-        if rnd[3] % 2 == 0 {
+        if rnd[3].is_multiple_of(2) {
             reseal(&mut b);
         }
-        if rnd[4] % 5 == 0 {
+        if rnd[4].is_multiple_of(5) {
             b.truncate(rnd[5] as usize * b.len() / 256);
         }
         if exercise(&b) > 0 {

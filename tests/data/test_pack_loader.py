@@ -1,0 +1,234 @@
+"""Packing a manifest and loading it back: the pixels, the order, the shards, the damage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pillsnap import _native
+from pillsnap.data import ClassIndex, read_manifest
+from pillsnap.data import pack as pack_module
+from pillsnap.data.autotune import autotune_threads
+from pillsnap.data.loader import PackLoader
+from pillsnap.data.pack import build_pack
+from pillsnap.data.prefetch import IMAGENET_MEAN, IMAGENET_STD, DevicePrefetcher
+from pillsnap.data.scan import scan
+from pillsnap.errors import LoaderError
+
+SIZE = 64  # loader output side
+SHORT = 96  # stored short side
+# Largest mean absolute difference (0-255 levels) allowed between PackLoader and a PIL
+# reference of the same crop: libjpeg-turbo's crop-before-decode (with DCT scaling where the
+# crop allows it) against PIL's full decode then crop and bilinear antialiased resize.
+# Seen here: 0.00-0.05 at source resolution; DCT-scaled crops stay near 0.5.
+MAX_MAE = 1.0
+
+
+@pytest.fixture(scope="module")
+def manifest(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("manifest")
+    scan(synth_root, out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_pack(manifest: Path, synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Whole photos, train split."""
+    out = tmp_path_factory.mktemp("pack") / "train.pack"
+    build_pack(manifest, synth_root, out, split="train", short_side=SHORT, region="image",
+               workers=2)
+    return out
+
+
+def loader(pack: Path, **kw: object) -> PackLoader:
+    options: dict = {"batch_size": 8, "image_size": SIZE, "threads": 2, "seed": 5}
+    options.update(kw)
+    return PackLoader(pack, **options)
+
+
+def epoch_batches(ld: PackLoader, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    ld.set_epoch(epoch)
+    return [(x.clone(), y.clone()) for x, y in ld]
+
+
+def test_pack_cli_writes_both_splits_and_the_yolo_view(manifest: Path, synth_root: Path,
+                                                        tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pillsnap.data", "pack", "--manifest", str(manifest), "--root",
+         str(synth_root), "--out", str(tmp_path), "pack.short_side=64", "pack.workers=2"],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "0 unreadable skipped" in done.stdout
+    rows = list(read_manifest(manifest))
+    for split in ("train", "val"):
+        reader = _native.PackReader(tmp_path / f"{split}.pack")
+        pills = [p for r in rows if r.split == split for p in r.pills]
+        assert len(reader) == len(pills)  # region=pill: one record per pill
+        header = reader.header()
+        assert header["class_hash"] == ClassIndex.load(manifest).hash
+        assert header["metadata"]["region"] == "pill"
+        assert sorted(reader.labels()) == sorted(
+            ClassIndex.load(manifest).index(p.k_code) for p in pills)
+        meta = reader.meta(0)
+        assert min(meta["width"], meta["height"]) <= 64
+        assert reader.verify_all() == []
+    assert (tmp_path / "yolo" / "data.yaml").is_file()
+
+
+def test_batches_match_a_pil_reference_of_the_same_crop(photo_pack: Path) -> None:
+    reader = _native.PackReader(photo_pack)
+    ld = loader(photo_pack, shuffle=False, drop_last=False)
+    images, labels = next(iter(ld))
+    assert images.shape == (8, 3, SIZE, SIZE) and images.dtype == torch.uint8
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    for i in range(8):
+        meta = reader.meta(i)
+        x, y, w, h, flip = _native.crop_params_train(meta["width"], meta["height"], SIZE, 5, 0, i)
+        with Image.open(io.BytesIO(reader.record(i))) as img:
+            ref = img.convert("RGB").crop((x, y, x + w, y + h))
+        ref = ref.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=None)
+        if flip:
+            ref = ref.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        got = images[i].permute(1, 2, 0).numpy().astype(np.int16)
+        mae = np.abs(got - np.asarray(ref, dtype=np.int16)).mean()
+        assert mae <= MAX_MAE, (i, mae)
+        assert labels[i] == meta["label"]
+
+
+def test_same_seed_same_batches_whatever_the_threads(photo_pack: Path) -> None:
+    one = epoch_batches(loader(photo_pack, threads=1), epoch=3)
+    two = epoch_batches(loader(photo_pack, threads=2), epoch=3)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(one, two, strict=True))
+    other_epoch = epoch_batches(loader(photo_pack, threads=2), epoch=4)
+    assert not torch.equal(one[0][0], other_epoch[0][0])
+    other_seed = epoch_batches(loader(photo_pack, seed=6), epoch=3)
+    assert not torch.equal(one[0][0], other_seed[0][0])
+
+
+def test_len_and_drop_last(photo_pack: Path) -> None:
+    records = len(_native.PackReader(photo_pack))
+    assert len(loader(photo_pack, drop_last=True)) == records // 8
+    batches = epoch_batches(loader(photo_pack, drop_last=False, train=False))
+    assert len(batches) == -(-records // 8)
+    assert sum(len(y) for _, y in batches) == records
+
+
+def _digests(ld: PackLoader) -> list[str]:
+    return [hashlib.sha1(img.numpy().tobytes()).hexdigest()
+            for x, _ in epoch_batches(ld, epoch=2) for img in x]
+
+
+def test_ddp_ranks_get_disjoint_shards_that_cover_the_epoch(photo_pack: Path) -> None:
+    # Eval mode makes a sample's pixels its identity; the shuffle is still per epoch.
+    everything = _digests(loader(photo_pack, train=False, shuffle=True, drop_last=False))
+    ranks = [_digests(loader(photo_pack, train=False, shuffle=True, drop_last=True, rank=r,
+                             world_size=2, batch_size=1)) for r in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert len(ranks[0]) == len(ranks[1]) == len(everything) // 2
+    assert set(ranks[0]) | set(ranks[1]) <= set(everything)
+
+
+def test_a_damaged_record_is_skipped_and_counted(photo_pack: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.pack"
+    shutil.copy(photo_pack, damaged)
+    meta = _native.PackReader(damaged).meta(3)
+    with damaged.open("r+b") as fh:
+        fh.seek(meta["offset"] + meta["length"] // 2)
+        byte = fh.read(1)
+        fh.seek(-1, io.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    assert _native.PackReader(damaged).verify_all() == [3]
+    ld = loader(damaged, train=False, shuffle=False, drop_last=False)
+    batches = epoch_batches(ld)
+    assert sum(len(y) for _, y in batches) == len(_native.PackReader(damaged))
+    stats = ld.stats()
+    assert stats["skipped"] == 1
+    assert "record 3" in stats["last_error"]
+
+
+def _iterate_in_child(ld: PackLoader, queue: multiprocessing.Queue) -> None:
+    try:
+        next(iter(ld))
+        queue.put("iterated")
+    except LoaderError as exc:
+        queue.put(f"LoaderError: {exc}")
+
+
+def test_a_forked_child_gets_a_clear_error(photo_pack: Path) -> None:
+    ld = loader(photo_pack)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_iterate_in_child, args=(ld, queue))
+    child.start()
+    child.join(timeout=60)
+    message = queue.get(timeout=5)
+    assert message.startswith("LoaderError") and "fork" in message
+    assert next(iter(ld))[0].shape[0] == 8  # the parent's loader still works
+
+
+def test_interrupted_pack_resumes_to_the_same_records(manifest: Path, synth_root: Path,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = tmp_path / "whole.pack"
+    build_pack(manifest, synth_root, whole, short_side=SHORT, region="image", workers=1)
+    calls = {"n": 0}
+    real = _native.prepare_records
+
+    def failing(*args: object, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a pack
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pack_module, "CHUNK", 4)
+    monkeypatch.setattr(pack_module.native(), "prepare_records", failing)
+    resumed = tmp_path / "resumed.pack"
+    with pytest.raises(KeyboardInterrupt):
+        build_pack(manifest, synth_root, resumed, short_side=SHORT, region="image", workers=1)
+    assert not resumed.exists()
+    monkeypatch.setattr(pack_module.native(), "prepare_records", real)
+    report = build_pack(manifest, synth_root, resumed, short_side=SHORT, region="image",
+                        workers=1)
+    a, b = _native.PackReader(whole), _native.PackReader(resumed)
+    assert report["records"] == len(a) == len(b)
+    assert all(a.record(i) == b.record(i) and a.meta(i)["source_id"] == b.meta(i)["source_id"]
+               for i in range(len(a)))
+
+
+def test_unreadable_sources_are_skipped_and_reported(manifest: Path, synth_copy: Path,
+                                                     tmp_path: Path) -> None:
+    rows = [r for r in read_manifest(manifest) if r.split == "train"]
+    (synth_copy / rows[0].path).write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    report = build_pack(manifest, synth_copy, tmp_path / "t.pack", region="image", workers=2)
+    assert report["skipped_unreadable"] == 1
+    assert rows[0].path.split("/")[-1] in report["skipped_examples"][0]
+    assert report["records"] == len(rows) - 1
+
+
+def test_device_prefetcher_normalises_on_the_cpu(photo_pack: Path) -> None:
+    ld = loader(photo_pack, train=False, shuffle=False)
+    raw = next(iter(ld))[0].clone()
+    x, y = next(iter(DevicePrefetcher(ld, "cpu")))
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    torch.testing.assert_close(x, (raw.float() - mean) / std)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert y.shape == (8,)
+
+
+def test_autotune_keeps_the_fastest_candidate(photo_pack: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    best = autotune_threads(lambda t: loader(photo_pack, threads=t), [1, 2], batches=2)
+    assert best in (1, 2)
+    assert any("decision: dataloader.threads=" in r.getMessage() for r in caplog.records)
