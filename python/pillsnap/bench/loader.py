@@ -8,6 +8,7 @@ thing, a RandomResizedCrop(384) + horizontal flip as uint8:
 - A: torchvision-style Dataset + PIL + DataLoader over the original PNGs (the plain path);
 - B: the same over the pre-resized JPEGs (short side 480, q90) that the pack holds;
 - C: PackLoader over the pack of those JPEGs;
+- F: FFCV's recipe in the same native code: full decode, then crop, resize and flip;
 - L: the decode-only limit: full decode of the stored JPEGs, one thread (libjpeg-turbo via
   pillsnap._native; PIL and torchvision.io shown beside it).
 
@@ -121,12 +122,38 @@ def _packloader_rate(pack: str, threads: int) -> float:
     return _rate(epoch)
 
 
+def _full_decode_then_crop_rate(files: list[str]) -> float:
+    """FFCV's recipe in the same native code: decode everything, then crop, resize, flip."""
+    import numpy as np
+
+    from pillsnap.native import native
+
+    nat = native()
+    blobs = [Path(f).read_bytes() for f in files]
+    out = np.empty(CROP * CROP * 3, np.uint8)
+
+    def epoch() -> int:
+        for i, blob in enumerate(blobs):
+            nat.decode_train_sample(blob, CROP, 0, 0, i, out, full_decode=True)
+        return len(blobs)
+
+    return _rate(epoch)
+
+
 def _decode_rate(files: list[str], how: str) -> float:
     blobs = [Path(f).read_bytes() for f in files]
     if how == "native":
+        import numpy as np
+
         from pillsnap.native import native
 
-        decode: Callable[[bytes], object] = native().decode_jpeg
+        nat = native()
+        outs: dict[tuple[int, int], np.ndarray] = {}
+
+        def decode(blob: bytes) -> object:
+            width, height, _ = nat.jpeg_header(blob)
+            out = outs.setdefault((width, height), np.empty(width * height * 3, np.uint8))
+            return nat.decode_full(blob, out)
     elif how == "pil":
         import io
 
@@ -156,6 +183,8 @@ def run_method(method: str, data: dict[str, Any], cores: int) -> float:
         return _dataloader_rate(data["jpegs"], 0 if cores == 1 else cores)
     if method == "C":
         return _packloader_rate(data["pack"], cores)
+    if method == "F":
+        return _full_decode_then_crop_rate(data["jpegs"])
     return _decode_rate(data["jpegs"], method.split("-", 1)[1])
 
 
@@ -190,7 +219,9 @@ def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
     data = prepare(work, images)
     cores = len(os.sched_getaffinity(0))
     names = {"A": "A: PIL + DataLoader, PNG originals", "B": "B: PIL + DataLoader, resized JPEG",
-             "C": "C: PackLoader", "L-native": "L: full decode, libjpeg-turbo (native)",
+             "C": "C: PackLoader",
+             "F": "F: full decode, then crop + resize + flip (FFCV's recipe, native)",
+             "L-native": "L: full decode, libjpeg-turbo (native)",
              "L-pil": "L': full decode, PIL", "L-torchvision": "L'': full decode, torchvision.io"}
     per_core = {m: _child(m, work, 1) for m in names}
     all_cores = {m: _child(m, work, cores) for m in ("A", "B", "C")}
@@ -199,12 +230,13 @@ def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
         "machine": describe(),
         "images": len(data["jpegs"]), "jpeg_kb": round(data["jpeg_kb"], 1),
         "pack_mb_per_1000": round(data["pack_mb_per_1000"], 1),
-        "per_core_img_s": {"A": rate["A"], "B": rate["B"], "C": rate["C"], "L": rate["L-native"],
+        "per_core_img_s": {"A": rate["A"], "B": rate["B"], "C": rate["C"], "F": rate["F"],
+                           "L": rate["L-native"],
                            "L_pil": rate["L-pil"], "L_torchvision": rate["L-torchvision"]},
         "all_cores_img_s": {m: r["img_s"] for m, r in all_cores.items()},
         "peak_rss_mb": {m: round(r["peak_rss_mb"]) for m, r in per_core.items()},
         "ratios": {"C/A": rate["C"] / rate["A"], "C/B": rate["C"] / rate["B"],
-                   "C/L": rate["C"] / rate["L-native"]},
+                   "C/L": rate["C"] / rate["L-native"], "C/F": rate["C"] / rate["F"]},
     }
     print(f"machine: {describe_line()}")
     print(f"{result['images']} photos 976x1280 -> JPEG short side {SHORT_SIDE} q{QUALITY} "
