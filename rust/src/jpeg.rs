@@ -175,6 +175,23 @@ pub struct Window<'a> {
     pub scale: ScalingFactor,
 }
 
+impl<'a> Window<'a> {
+    /// A whole packed-RGB image at source resolution, with `crop` to resize from it.
+    pub fn whole(pixels: &'a [u8], width: u32, height: u32, crop: CropRect) -> Self {
+        Window {
+            pixels,
+            width,
+            height,
+            view_x: 0,
+            view_y: 0,
+            view_w: width,
+            view_h: height,
+            crop,
+            scale: ScalingFactor::ONE,
+        }
+    }
+}
+
 /// Which DCT scaling factors the decoder may use for a crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalePolicy {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::augment;
 use crate::error::Error;
-use crate::jpeg::{CropRect, ScalingFactor, Window};
+use crate::jpeg::{CropRect, Window};
 use crate::pack::{PackReader, Storage};
 use crate::prefetch::SampleSource;
 use crate::resize::Layout;
@@ -66,17 +66,7 @@ impl PackSource {
             Crop::Train(p) => (p.crop, p.flip),
             Crop::Eval(rect) => (rect, false),
         };
-        let window = Window {
-            pixels,
-            width: w,
-            height: h,
-            view_x: 0,
-            view_y: 0,
-            view_w: w,
-            view_h: h,
-            crop: rect,
-            scale: ScalingFactor::ONE,
-        };
+        let window = Window::whole(pixels, w, h, rect);
         worker
             .resizer
             .resize_window(&window, self.size, self.size, flip, self.layout, dst)

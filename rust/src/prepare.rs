@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::Error;
-use crate::jpeg::{CropRect, JpegDecoder, JpegEncoder, ScalingFactor, Subsampling, Window};
+use crate::jpeg::{CropRect, JpegDecoder, JpegEncoder, Subsampling, Window};
 use crate::pack::{BoxLabel, Storage};
 use crate::resize::{Layout, Resizer};
 use crate::threads;
@@ -77,17 +77,7 @@ impl Preparer {
             .map_err(|e| Error::invalid(format!("{}: {e}", item.path.display())))?;
         let (out_w, out_h) = stored_size(crop.w, crop.h, opts.short_side);
         self.out.resize(out_w as usize * out_h as usize * 3, 0);
-        let window = Window {
-            pixels: &self.rgb,
-            width,
-            height,
-            view_x: 0,
-            view_y: 0,
-            view_w: width,
-            view_h: height,
-            crop,
-            scale: ScalingFactor::ONE,
-        };
+        let window = Window::whole(&self.rgb, width, height, crop);
         self.resizer
             .resize_window(&window, out_w, out_h, false, Layout::Hwc, &mut self.out)?;
         let payload = match opts.storage {

@@ -168,23 +168,13 @@ fn store_planar_row(src_row: &[u8], flip: bool, r: &mut [u8], g: &mut [u8], b: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jpeg::{CropRect, ScalingFactor};
+    use crate::jpeg::CropRect;
     use crate::testutil::synthetic_rgb;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     fn window(pixels: &[u8], width: u32, height: u32, crop: CropRect) -> Window<'_> {
-        Window {
-            pixels,
-            width,
-            height,
-            view_x: 0,
-            view_y: 0,
-            view_w: width,
-            view_h: height,
-            crop,
-            scale: ScalingFactor::ONE,
-        }
+        Window::whole(pixels, width, height, crop)
     }
 
     fn run(
