@@ -321,3 +321,59 @@ class PackReader:
         """
     def warm(self, threads: int = 0) -> int:
         """Read one byte of every page now (in parallel, GIL released); returns bytes covered."""
+
+class PackLoader:
+    """The prefetching loader behind ``pillsnap.data.loader.PackLoader`` (use that).
+
+    ``images`` (uint8, ``ring * batch_size * image_size**2 * 3`` bytes) and ``labels``
+    (int64, ``ring * batch_size``) are the caller's ring of batch slots; threads write
+    samples straight into them. Raises ``LoaderError`` when used after ``fork()`` or when a
+    run of records cannot be read.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        images: object,
+        labels: object,
+        *,
+        batch_size: int,
+        image_size: int,
+        train: bool = True,
+        threads: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        ring: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
+        layout: Literal["hwc", "chw"] = "hwc",
+        max_substitutes: int = 8,
+    ) -> None: ...
+    def __len__(self) -> int:
+        """Records in the pack."""
+    def batches_per_epoch(self) -> int: ...
+    def start_epoch(self, epoch: int) -> None:
+        """Serve ``epoch`` (seeded shuffle and crops); an unfinished epoch is abandoned."""
+    def next_batch(self) -> tuple[int, int] | None:
+        """``(slot, size)`` of the next ready batch, None at the end of the epoch; waits with
+        the GIL released and lets Ctrl-C through."""
+    def release(self) -> None:
+        """Give the oldest handed-out batch's slot back to the threads."""
+    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> AdviseReport:
+        """The cache policy on the mapping the threads read."""
+    def stats(self) -> dict[str, Any]:
+        """``{"samples", "skipped", "last_error"}``."""
+
+def prepare_records(
+    items: Sequence[tuple[str | os.PathLike[str], tuple[float, float, float, float] | None,
+                          Sequence[Box]]],
+    *,
+    short_side: int,
+    quality: int = 90,
+    storage: StorageName = "jpeg",
+    threads: int = 0,
+) -> list[tuple[bytes, int, int, list[Box]] | PillsnapError]:
+    """Decode (PNG or JPEG), crop, shrink to ``short_side`` (never enlarge) and encode each
+    source for a pack, in parallel with the GIL released; a bad source yields its exception
+    instance (not raised)."""

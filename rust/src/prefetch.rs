@@ -288,6 +288,11 @@ impl<S: SampleSource> Loader<S> {
         &self.shared.cfg
     }
 
+    /// The source the threads read from.
+    pub fn source(&self) -> &S {
+        &self.shared.source
+    }
+
     fn batch_len(&self, st: &EpochState, number: usize) -> usize {
         let b = self.shared.cfg.batch_size;
         (st.order.len() - number * b).min(b)

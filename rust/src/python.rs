@@ -1058,6 +1058,21 @@ impl PyPackLoader {
         Ok(self.loader.release()?)
     }
 
+    /// Apply the cache policy to the mapping the loader threads read (see
+    /// `PackReader.advise`): "hotset" asks the kernel to read the pack in and may mlock up
+    /// to `lock_bytes`; "none" leaves it to the page cache.
+    #[pyo3(signature = (policy, lock_bytes = 0))]
+    fn advise<'py>(
+        &self,
+        py: Python<'py>,
+        policy: &str,
+        lock_bytes: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let policy = Policy::parse(policy, lock_bytes)?;
+        let report = py.detach(|| self.loader.source().reader().advise(policy))?;
+        advise_dict(py, &report)
+    }
+
     /// `{"samples", "skipped", "last_error"}` since the loader was made.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.loader.stats()?;

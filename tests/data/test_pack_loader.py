@@ -232,3 +232,23 @@ def test_autotune_keeps_the_fastest_candidate(photo_pack: Path,
     best = autotune_threads(lambda t: loader(photo_pack, threads=t), [1, 2], batches=2)
     assert best in (1, 2)
     assert any("decision: dataloader.threads=" in r.getMessage() for r in caplog.records)
+
+
+def test_raw_rgb_pack_loads_like_the_jpeg_pack(manifest: Path, synth_root: Path,
+                                              photo_pack: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw.pack"
+    build_pack(manifest, synth_root, raw, short_side=SHORT, region="image", storage="raw_rgb",
+               workers=2)
+    assert _native.PackReader(raw).header()["storage"] == "raw_rgb"
+    a = next(iter(loader(raw, train=False, shuffle=False)))[0].float()
+    b = next(iter(loader(photo_pack, train=False, shuffle=False)))[0].float()
+    assert (a - b).abs().mean() < 3.0  # only JPEG q90 loss between them
+
+
+def test_hotset_policy_is_applied_and_logged(photo_pack: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    ld = loader(photo_pack, cache_policy="hotset", lock_bytes=4096)
+    assert next(iter(ld))[0].shape[0] == 8
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("decision: cache.policy=hotset") for line in lines)

@@ -52,7 +52,7 @@ class DataConfig(Section):
 class PackConfig(Section):
     out_dir: ConfigPath = "artifacts/pack"
     short_side: int = Field(480, ge=32)  # about 1.25x the classifier input (384)
-    storage: Literal["jpeg", "raw"] = "jpeg"
+    storage: Literal["jpeg", "raw_rgb"] = "jpeg"
     jpeg_quality: int = Field(90, ge=50, le=100)
     region: Literal["image", "pill"] = "pill"  # pill: the labelled box plus a margin
     pill_margin: float = Field(0.15, ge=0.0, le=1.0)

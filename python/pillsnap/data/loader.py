@@ -9,8 +9,10 @@
 It behaves like a DataLoader (``len``, iteration, ``set_epoch``) without worker processes:
 a pool of native threads writes straight into a ring of preallocated (pinned, when CUDA is
 present) batch tensors while Python waits with the GIL released. A yielded batch stays
-valid until the next one is requested; keep a copy (or use ``CudaPrefetcher``) to hold it
-longer. Corrupt records are replaced by the next sample and counted (``stats``).
+valid until the next one is requested; keep a copy (or use ``DevicePrefetcher``) to hold
+it longer. ``cache_policy="hotset"`` asks the kernel to keep the pack resident (and to
+``mlock`` up to ``lock_bytes``). Corrupt records are replaced by the next sample and
+counted (``stats``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 
 from pillsnap.errors import LoaderError
+from pillsnap.logs import log_decision
 from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ class PackLoader:
         pin_memory: bool | None = None,
         rank: int | None = None,
         world_size: int | None = None,
+        cache_policy: str = "none",
+        lock_bytes: int = 0,
     ) -> None:
         if rank is None or world_size is None:
             rank, world_size = _dist_rank_world()
@@ -73,6 +78,18 @@ class PackLoader:
             world_size=world_size,
         )
         self._outstanding = 0
+        if cache_policy != "none":
+            self._advise(cache_policy, lock_bytes)
+
+    def _advise(self, policy: str, lock_bytes: int) -> None:
+        """Keep the pack resident (hotset): one decision line says what the kernel granted."""
+        report = self._native.advise(policy, lock_bytes)
+        locked = report["locked_bytes"] / 2**30
+        detail = f"madvise WILLNEED={report['willneed']}, mlock {locked:.2f} GiB"
+        if report["lock_error"]:
+            log_decision(logger, "cache.mlock", f"{locked:.2f} GiB", f"{report['lock_error']}; "
+                         "pages stay in the page cache without a lock", fallback=True)
+        log_decision(logger, "cache.policy", policy, detail)
 
     def __len__(self) -> int:
         return int(self._native.batches_per_epoch())
