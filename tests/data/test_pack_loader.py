@@ -252,3 +252,19 @@ def test_hotset_policy_is_applied_and_logged(photo_pack: Path,
     assert next(iter(ld))[0].shape[0] == 8
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("decision: cache.policy=hotset") for line in lines)
+
+
+def test_loader_from_config_autotunes_and_applies_the_cache_policy(
+        photo_pack: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pillsnap.config import load_config
+    from pillsnap.data.autotune import loader_from_config
+
+    caplog.set_level("INFO")
+    cfg = load_config(None, ["dataloader.autotune_candidates=[1, 2]",
+                             "dataloader.autotune_batches=2", "models.classifier.image_size=48",
+                             "train.batch_size=4"], environ={})
+    ld = loader_from_config(cfg, photo_pack, train=True)
+    assert ld.threads in (1, 2) and ld.image_size == 48 and ld.batch_size == 4
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("decision: dataloader.threads=") for line in lines)
+    assert any(line.startswith("decision: cache.policy=hotset") for line in lines)

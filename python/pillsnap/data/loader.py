@@ -79,9 +79,9 @@ class PackLoader:
         )
         self._outstanding = 0
         if cache_policy != "none":
-            self._advise(cache_policy, lock_bytes)
+            self.advise(cache_policy, lock_bytes)
 
-    def _advise(self, policy: str, lock_bytes: int) -> None:
+    def advise(self, policy: str, lock_bytes: int = 0) -> None:
         """Keep the pack resident (hotset): one decision line says what the kernel granted."""
         report = self._native.advise(policy, lock_bytes)
         locked = report["locked_bytes"] / 2**30
