@@ -414,8 +414,8 @@ mod tests {
 
     fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
         let p = dir.path().join(name);
-        let mut f = File::create(&p).unwrap();
-        f.write_all(bytes).unwrap();
+        let mut f = File::create(&p).expect("test fixture: create file");
+        f.write_all(bytes).expect("test fixture: write file");
         p
     }
 
@@ -425,9 +425,11 @@ mod tests {
             let mut enc = png::Encoder::new(&mut out, w, h);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().unwrap();
+            let mut writer = enc.write_header().expect("test fixture: PNG header");
             let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
-            writer.write_image_data(&data).unwrap();
+            writer
+                .write_image_data(&data)
+                .expect("test fixture: PNG data");
         }
         out
     }
@@ -440,7 +442,7 @@ mod tests {
             .map(|i| (i % 253) as u8)
             .collect();
         enc.encode(&data, w, h, jpeg_encoder::ColorType::Rgb)
-            .unwrap();
+            .expect("test fixture: JPEG");
         out
     }
 

@@ -845,9 +845,7 @@ impl PyPackReader {
         policy: &str,
         lock_bytes: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let policy = Policy::parse(policy, lock_bytes)?;
-        let report = py.detach(|| self.inner.advise(policy))?;
-        advise_dict(py, &report)
+        advise(py, &self.inner, policy, lock_bytes)
     }
 
     #[pyo3(signature = (threads = 0))]
@@ -864,6 +862,18 @@ impl PyPackReader {
             self.inner.len()
         )
     }
+}
+
+/// The cache policy on `reader`'s mapping, reported as a dict (PackReader and PackLoader).
+fn advise<'py>(
+    py: Python<'py>,
+    reader: &PackReader,
+    policy: &str,
+    lock_bytes: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let policy = Policy::parse(policy, lock_bytes)?;
+    let report = py.detach(|| reader.advise(policy))?;
+    advise_dict(py, &report)
 }
 
 fn advise_dict<'py>(py: Python<'py>, r: &AdviseReport) -> PyResult<Bound<'py, PyDict>> {
@@ -1068,9 +1078,7 @@ impl PyPackLoader {
         policy: &str,
         lock_bytes: u64,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let policy = Policy::parse(policy, lock_bytes)?;
-        let report = py.detach(|| self.loader.source().reader().advise(policy))?;
-        advise_dict(py, &report)
+        advise(py, self.loader.source().reader(), policy, lock_bytes)
     }
 
     /// `{"samples", "skipped", "last_error"}` since the loader was made.
