@@ -6,8 +6,10 @@ import hashlib
 import io
 import multiprocessing
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +270,29 @@ def test_loader_from_config_autotunes_and_applies_the_cache_policy(
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("decision: dataloader.threads=") for line in lines)
     assert any(line.startswith("decision: cache.policy=hotset") for line in lines)
+
+
+def test_ctrl_c_stops_a_waiting_loop_promptly(photo_pack: Path, tmp_path: Path) -> None:
+    # The consumer spends nearly all its time waiting inside next_batch (one thread, big
+    # crops), where the GIL is released: the interrupt must still get through.
+    script = tmp_path / "spin.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pillsnap.data.loader import PackLoader\n"
+        f"ld = PackLoader({str(photo_pack)!r}, batch_size=4, image_size=384, threads=1)\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    while True:\n"
+        "        for _ in ld:\n"
+        "            pass\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=10)
+    assert "interrupted" in out
+    assert time.monotonic() - sent < 2.0
