@@ -66,16 +66,22 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root, out
 
 
+def _child_env() -> dict[str, str]:
+    """This process's environment, with this checkout's package first on the path."""
+    env = dict(os.environ)
+    package_parent = str(Path(pillsnap.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def _offline_env(tmp: Path) -> dict[str, str]:
     """A child environment: sockets blocked, an empty HOME, no ultralytics settings."""
     block = tmp / "netblock"
     block.mkdir()
     (block / "sitecustomize.py").write_text(BLOCK_NETWORK, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in _child_env().items()
            if not k.startswith("YOLO_") and k != "XDG_CONFIG_HOME"}
-    package_parent = str(Path(pillsnap.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(block), package_parent, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join((str(block), env["PYTHONPATH"]))
     env["HOME"] = str(tmp / "home")
     env["PILLSNAP_TEST_NET_LOG"] = str(tmp / "net.log")
     env["MPLCONFIGDIR"] = str(tmp / "mpl")  # matplotlib's font cache, not the detector's
@@ -130,7 +136,8 @@ def test_tiny_detector_run_offline(manifest: tuple[Path, Path], tmp_path: Path) 
 def test_detector_needs_the_advanced_feature_set(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pillsnap.train.detect",
                            "active_feature_set=mvp", "train.task=det"],
-                          capture_output=True, text=True, check=False, cwd=tmp_path)
+                          capture_output=True, text=True, check=False, cwd=tmp_path,
+                          env=_child_env())
     assert done.returncode == 2
     assert "needs active_feature_set advanced" in done.stderr
     assert not (tmp_path / "runs").exists()
@@ -173,3 +180,51 @@ def test_fitness_is_map50_and_amp_check_stays_offline(tmp_path: Path,
                         lambda self: seen.append(det_trainer.trainer_module.check_amp(None)))
     trainer._setup_train()
     assert seen == [True]  # the replacement answered; ultralytics' downloading check did not run
+
+
+def test_device_and_amp_decisions(caplog: pytest.LogCaptureFixture) -> None:
+    from pillsnap.train.detect import _device
+
+    cfg = load_config(None, ["active_feature_set=advanced"], env_file=None)
+    caplog.set_level("INFO")
+    assert _device(cfg, cuda=False) == ("cpu", False)
+    assert _device(cfg, cuda=True) == ("0", True)
+    cfg.train.amp = False
+    assert _device(cfg, cuda=True) == ("0", False)
+    decisions = [r.getMessage() for r in caplog.records if "decision:" in r.getMessage()]
+    assert "decision: device=cpu (no CUDA device)" in decisions
+    assert any(m.startswith("decision: amp=False (train.amp=false") for m in decisions)
+
+
+def test_local_weights_are_used_only_when_present(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import ultralytics
+
+    from pillsnap.train.detect import _model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ultralytics, "YOLO", lambda source: source)  # records what it loads
+    cfg = load_config(None, ["active_feature_set=advanced", "models.detector.arch=yolo11n"],
+                      env_file=None)
+    assert _model(cfg) == ("yolo11n.yaml", False)  # pretrained, but no local file
+    (tmp_path / "yolo11n.pt").write_bytes(b"weights")
+    assert _model(cfg) == ("yolo11n.pt", True)
+    cfg.models.detector.pretrained = False
+    assert _model(cfg) == ("yolo11n.yaml", False)
+    cfg.models.detector.pretrained = True
+    cfg.models.detector.arch = str(tmp_path / "mine.pt")
+    (tmp_path / "mine.pt").write_bytes(b"weights")
+    assert _model(cfg) == (str(tmp_path / "mine.pt"), True)
+
+
+def test_rerun_keeps_the_previous_ultralytics_folder(tmp_path: Path) -> None:
+    from pillsnap.train.detect import _set_aside_previous
+
+    cfg = load_config(None, ["active_feature_set=advanced"], env_file=None)
+    folder = tmp_path / "ultralytics"
+    for run in ("first", "second"):
+        folder.mkdir()
+        (folder / "results.csv").write_text(run)
+        _set_aside_previous(cfg, folder)
+        assert not folder.exists()
+    assert (tmp_path / "ultralytics.prev" / "results.csv").read_text() == "second"

@@ -135,8 +135,8 @@ def _check_view_size(view: Path, image_size: int) -> None:
     written = json.loads(report.read_text(encoding="utf-8")).get("image_size")
     if written is not None and written != image_size:
         log_decision(logger, "yolo view size", written,
-                     f"view written for {written} px, training at {image_size} px: ultralytics "
-                     "resizes each image (rewrite the view to save that work)", fallback=True)
+                     f"view written at {written} px, training at {image_size} px; ultralytics "
+                     "resizes every image, rewriting the view saves that work", fallback=True)
 
 
 def _model(cfg: PillsnapConfig) -> tuple[Any, bool]:
@@ -194,7 +194,7 @@ def _metrics(trainer: Any, seconds: float, device: str, amp: bool) -> dict[str, 
     values = {name: round(float(m.get(key, 0.0)), 6)
               for name, key in zip(METRIC_NAMES, (MAP50, MAP50_95, PRECISION, RECALL),
                                    strict=True)}
-    return {**values, "fitness": "map50", "split": "val",
+    return {**values, "fitness": "map50", "checkpoint": "best.pt", "split": "val",
             "best_epoch": int(trainer.stopper.best_epoch), "epochs_run": int(trainer.epoch) + 1,
             "epochs": int(trainer.epochs), "seconds": round(seconds, 1),
             "device": "cpu" if device == "cpu" else "cuda:0", "amp": bool(trainer.amp),
