@@ -155,6 +155,7 @@ def test_fitness_is_map50_and_amp_check_stays_offline(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path))  # if this process imports it first
     monkeypatch.setenv("YOLO_OFFLINE", "1")
+    import torch
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     from pillsnap.train import det_trainer
@@ -177,7 +178,8 @@ def test_fitness_is_map50_and_amp_check_stays_offline(tmp_path: Path,
 
     seen = []
     monkeypatch.setattr(DetectionTrainer, "_setup_train",
-                        lambda self: seen.append(det_trainer.trainer_module.check_amp(None)))
+                        lambda self: seen.append(det_trainer.trainer_module.check_amp(tiny)))
+    tiny = torch.nn.Linear(2, 2)
     trainer._setup_train()
     assert seen == [True]  # the replacement answered; ultralytics' downloading check did not run
 

@@ -14,15 +14,18 @@ mAP@0.5 instead; everything downstream follows it unchanged. Passing the class a
 AMP: on CUDA ultralytics' ``check_amp`` loads ``yolo26n.pt`` (downloading it when absent) to
 compare FP32 and AMP outputs. Offline that download cannot happen and the error path is not
 guaranteed to be caught, so the check is replaced for the duration of ``_setup_train`` by a
-decision: AMP as ``train.amp`` says, one log line, no network.
+decision: AMP as ``train.amp`` says (off on the GPUs ultralytics lists as giving NaN losses
+with it), one log line, no network.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from unittest import mock
 
+import torch
 import ultralytics.engine.trainer as trainer_module
 from ultralytics.models.yolo.detect import DetectionTrainer
 
@@ -36,7 +39,20 @@ PRECISION = "metrics/precision(B)"
 RECALL = "metrics/recall(B)"
 
 
+# ultralytics' own list of GPUs whose AMP gives NaN losses (checked before its download)
+_AMP_BAD_GPU = re.compile(
+    r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)",
+    re.IGNORECASE)
+
+
 def _amp_without_download(model: Any) -> bool:
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if _AMP_BAD_GPU.search(name):
+            log_decision(logger, "amp", False, f"{name} is known to give NaN losses with AMP",
+                         fallback=True)
+            return False
     log_decision(logger, "amp", True,
                  "ultralytics' AMP self-check downloads yolo26n.pt; skipped offline "
                  "(set train.amp=false if losses turn NaN)")
