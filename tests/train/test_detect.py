@@ -106,7 +106,9 @@ def test_tiny_detector_run_offline(manifest: tuple[Path, Path], tmp_path: Path) 
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
-    assert not (tmp_path / "home" / ".config" / "Ultralytics").exists()  # settings in the run
+    assert not any((tmp_path / "home").iterdir())  # ultralytics' settings live in the run
+    assert {p.name for p in tmp_path.iterdir()} == {"cfg.yaml", "home", "mpl", "netblock",
+                                                   "pack", "runs"}  # nothing in the cwd
     # no view under pack.out_dir yet: written from the manifest, with its decision line
     assert "decision: yolo view=" in done.stderr
     assert "fallback: detector weights=yolo11n.yaml" in done.stderr  # no yolo11n.pt: scratch
