@@ -219,6 +219,10 @@ def test_local_weights_are_used_only_when_present(tmp_path: Path,
     cfg.models.detector.arch = str(tmp_path / "mine.pt")
     (tmp_path / "mine.pt").write_bytes(b"weights")
     assert _model(cfg) == (str(tmp_path / "mine.pt"), True)
+    cfg.models.detector.arch = "/weights/yolo11m.pt"  # absent: ultralytics' own yolo11m.yaml
+    assert _model(cfg) == ("yolo11m.yaml", False)
+    cfg.models.detector.arch = "models/custom.yaml"  # the user's own architecture file
+    assert _model(cfg) == ("models/custom.yaml", False)
 
 
 def test_rerun_keeps_the_previous_ultralytics_folder(tmp_path: Path) -> None:

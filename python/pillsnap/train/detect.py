@@ -144,21 +144,23 @@ def _model(cfg: PillsnapConfig) -> tuple[Any, bool]:
     from ultralytics import YOLO
 
     det = cfg.models.detector
-    stem = det.arch.removesuffix(".pt").removesuffix(".yaml")
+    name = Path(det.arch.removesuffix(".pt").removesuffix(".yaml")).name
+    # a .yaml path is the user's own architecture; otherwise ultralytics' bundled one
+    architecture = det.arch if det.arch.endswith(".yaml") else f"{name}.yaml"
     if det.pretrained:
         candidates = [Path(det.arch)] if det.arch.endswith(".pt") else []
-        candidates.append(Path(f"{Path(stem).name}.pt"))
+        candidates.append(Path(f"{name}.pt"))
         weights = next((p for p in candidates if p.is_file()), None)
         if weights is not None:
             log_decision(logger, "detector weights", weights, "pretrained, found locally")
             return YOLO(str(weights)), True
-        log_decision(logger, "detector weights", f"{Path(stem).name}.yaml",
+        log_decision(logger, "detector weights", architecture,
                      f"pretrained asked but no {candidates[-1]} here (no downloads): training "
                      "from scratch", fallback=True)
     else:
-        log_decision(logger, "detector weights", f"{Path(stem).name}.yaml",
+        log_decision(logger, "detector weights", architecture,
                      "models.detector.pretrained=false: from scratch")
-    return YOLO(f"{stem}.yaml"), False
+    return YOLO(architecture), False
 
 
 def _device(cfg: PillsnapConfig, cuda: bool) -> tuple[str, bool]:
