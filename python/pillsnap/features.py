@@ -25,7 +25,7 @@ ORDER = ("mvp", "advanced", "production")
 # as they are written; core modules (config, data scan) are always importable.
 MODULES: dict[str, tuple[str, ...]] = {
     "mvp": (),
-    "advanced": ("pillsnap.data.yolo_view",),
+    "advanced": ("pillsnap.data.yolo_view", "pillsnap.train.detect"),
     "production": (),
 }
 
