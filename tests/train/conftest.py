@@ -46,6 +46,12 @@ def tiny_overrides(data: dict[str, Path], out: Path) -> list[str]:
 
 
 @pytest.fixture
+def tiny_args(tiny_data: dict[str, Path], in_tmp: Path) -> list[str]:
+    """The tiny run as command-line overrides (for subprocess runs), writing to ./runs/t."""
+    return tiny_overrides(tiny_data, in_tmp / "runs")
+
+
+@pytest.fixture
 def make_cfg(tiny_data: dict[str, Path], in_tmp: Path) -> Callable[..., PillsnapConfig]:
     """``make_cfg("train.amp=true", ...)``: the tiny run config plus overrides."""
 

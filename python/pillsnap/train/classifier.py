@@ -48,6 +48,7 @@ def train_classifier(cfg: PillsnapConfig, *, on_batch: BatchHook | None = None) 
         log_file = run_dir / "train.log" if cfg.logging.file else None
         setup_logging(cfg.logging.level, log_file)
         save_config(cfg, run_dir / "config.yaml")
+        dist_mod.log_setup(d)
     else:
         setup_logging("ERROR")  # one voice: rank 0 logs for the run
     try:

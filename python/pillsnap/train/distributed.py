@@ -46,10 +46,15 @@ def init_distributed() -> Dist:
         if torch.cuda.is_available():
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
-        if rank == 0:
-            log_decision(logger, "distributed", backend, f"{world} processes "
-                         f"({'GPUs' if backend == 'nccl' else 'CPU, no CUDA'})")
     return Dist(rank=rank, world=world, local_rank=local)
+
+
+def log_setup(d: Dist) -> None:
+    """One line for the run's log (called once logging is set up, on rank 0)."""
+    if d.enabled:
+        backend = dist.get_backend()
+        log_decision(logger, "distributed", backend, f"{d.world} processes "
+                     f"({'GPUs' if backend == 'nccl' else 'CPU, no CUDA'})")
 
 
 def pick_device(d: Dist) -> torch.device:
