@@ -36,7 +36,8 @@ def test_one_epoch_logs_cpu_fallbacks_and_writes_reloadable_checkpoints(
     for line in ("fallback: device=cpu", "fallback: amp=fp32", "fallback: tf32=False",
                  "fallback: compile=eager", "fallback: cuda_graphs=False",
                  "fallback: optimizer=adamw-foreach", "fallback: auto_batch=8",
-                 "decision: grad_checkpointing=True", "decision: prefetch=cpu"):
+                 "decision: grad_checkpointing=True", "decision: prefetch=cpu",
+                 "fallback: dataloader.pin_memory=False"):
         assert log.count(line) == 1, line
     assert "step 1 epoch 0 loss=" in log and "throughput=" in log and "cuda_mem=0" in log
     assert list(run.glob("events.out.tfevents.*"))

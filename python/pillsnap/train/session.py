@@ -20,6 +20,7 @@ from pillsnap.data.autotune import loader_from_config
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.prefetch import DevicePrefetcher
+from pillsnap.logs import log_decision
 from pillsnap.train.advisor import Advisor
 from pillsnap.train.distributed import Dist
 from pillsnap.train.ema import WarmupEma, make_ema
@@ -125,6 +126,9 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
     torch.manual_seed(cfg.run.seed + d.rank)
     t = cfg.train
     set_tf32(t, device)
+    if cfg.dataloader.pin_memory and device.type != "cuda":
+        log_decision(logger, "dataloader.pin_memory", False, "no CUDA: pinned host memory "
+                     "only speeds up copies to a GPU", fallback=True)
     model = build_model(cfg, classes, device)
     ddp = None
     if d.enabled:
