@@ -6,6 +6,7 @@ COMMANDS = """PillSnap commands:
   python -m pillsnap.demo      the main job end to end on small generated data
   python -m pillsnap.data      synth | scan | stage (dataset tools)
   python -m pillsnap.config    show | check (the resolved config)
+  python -m pillsnap.train     train what train.task asks (cls: the classifier)
 """
 
 if __name__ == "__main__":

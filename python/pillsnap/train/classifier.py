@@ -1,0 +1,251 @@
+"""Train the pill classifier: ``python -m pillsnap.train --cfg config.yaml [key=value ...]``.
+
+Reads ``data.manifest_dir`` (classes.json) and ``pack.out_dir`` (train.pack/val.pack,
+packed when missing), writes to ``run.out_dir/run.name``: train.log, TensorBoard events,
+config.yaml, best.pt/last.pt, eval_report.json, advisor.json. Under
+``torchrun --nproc_per_node=N -m pillsnap.train`` every rank trains its shard; rank 0 alone
+evaluates, logs and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pillsnap.config import save_config, to_yaml
+from pillsnap.config.schema import PillsnapConfig
+from pillsnap.logs import log_decision, setup_logging
+from pillsnap.train import distributed as dist_mod
+from pillsnap.train import loop
+from pillsnap.train.autobatch import tune_batch
+from pillsnap.train.calibrate import calibrate
+from pillsnap.train.checkpoint import CheckpointError, load_checkpoint, resolve_resume, save_atomic
+from pillsnap.train.inputs import check_pack, ensure_packs, load_classes
+from pillsnap.train.metrics import summarise
+from pillsnap.train.oom import free_memory, log_oom_step
+from pillsnap.train.runtime import Precision
+from pillsnap.train.session import BatchHook, Session, build_session
+from pillsnap.train.steplog import cuda_mem_mb
+
+logger = logging.getLogger("pillsnap.train")
+
+HIGHER_IS_BETTER = {"macro_f1": True, "top1": True, "val_loss": False}
+
+
+def train_classifier(cfg: PillsnapConfig, *, on_batch: BatchHook | None = None) -> dict[str, Any]:
+    """Train, evaluate, calibrate and checkpoint; returns the last evaluation's metrics.
+
+    ``on_batch(images, labels)`` sees every training batch of this rank (tests use it).
+    """
+    d = dist_mod.init_distributed()
+    run_dir = Path(cfg.run.out_dir) / cfg.run.name
+    if d.main:
+        log_file = run_dir / "train.log" if cfg.logging.file else None
+        setup_logging(cfg.logging.level, log_file)
+        save_config(cfg, run_dir / "config.yaml")
+        dist_mod.log_setup(d)
+    else:
+        setup_logging("ERROR")  # one voice: rank 0 logs for the run
+    try:
+        return _train(cfg, d, run_dir, on_batch)
+    finally:
+        dist_mod.shutdown(d)
+
+
+def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
+           on_batch: BatchHook | None) -> dict[str, Any]:
+    torch.manual_seed(cfg.run.seed)
+    if cfg.run.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = dist_mod.pick_device(d)
+    classes = load_classes(cfg)
+    if d.main:
+        packs = ensure_packs(cfg, classes)
+    dist_mod.barrier(d)  # the other ranks wait for rank 0 to pack
+    packs = {s: Path(cfg.pack.out_dir) / f"{s}.pack" for s in ("train", "val")}
+    for path in packs.values():
+        check_pack(path, classes)
+    resume = resolve_resume(cfg.train.resume, run_dir)
+    state = load_checkpoint(resume) if resume is not None else None
+    batch = int(state["settings"]["batch_size"]) if state else cfg.train.batch_size
+    s = build_session(cfg, d, device, run_dir, classes=classes, packs=packs, batch_size=batch)
+    s.on_batch = on_batch
+    if state is not None:
+        restore(s, state, resume)
+    else:
+        _tune_batch(s)
+    try:
+        return fit(s)
+    finally:
+        s.log.close()
+
+
+def _tune_batch(s: Session) -> None:
+    size = s.cfg.models.classifier.image_size
+
+    def step(batch: int) -> None:
+        images = torch.randn(batch, 3, size, size, device=s.device).contiguous(
+            memory_format=torch.channels_last)
+        labels = torch.zeros(batch, dtype=torch.long, device=s.device)
+        loop.train_step(s, images, labels, sync=True)
+        s.optimizer.zero_grad(set_to_none=True)
+
+    tuned = tune_batch(step, s.device, s.cfg.train.auto_batch, s.settings.batch_size)
+    if tuned != s.settings.batch_size:
+        from dataclasses import replace
+
+        s.settings = replace(s.settings, batch_size=tuned)
+        s.rebuild_train_loader()
+
+
+def fit(s: Session) -> dict[str, Any]:
+    """The epoch loop: train (with OOM recovery), evaluate, checkpoint, advise, stop early."""
+    cfg = s.cfg
+    started = time.perf_counter()
+    for epoch in range(s.epoch, cfg.train.epochs):
+        oom_before = len(s.oom.history)
+        if s.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(s.device)
+        stats = _epoch_with_oom_recovery(s, epoch)
+        s.epoch = epoch + 1
+        stop = False
+        if s.dist.main:
+            evaluate_now = (epoch + 1) % cfg.train.eval_every_epochs == 0 \
+                or epoch + 1 == cfg.train.epochs
+            if evaluate_now:
+                stop = _evaluate_and_save(s, epoch, stats)
+            else:
+                save_atomic(checkpoint_state(s), s.run_dir / "last.pt")
+            _advise(s, epoch, s.oom.history[oom_before:])
+        if dist_mod.broadcast_flag(s.dist, stop):
+            logger.info("early stopping: %s did not improve for %d evaluations",
+                        cfg.train.early_stopping.monitor, cfg.train.early_stopping.patience)
+            break
+    logger.info("training done in %.1f s (%d epochs, %d steps)", time.perf_counter() - started,
+                s.epoch, s.step)
+    return s.last_metrics
+
+
+def _epoch_with_oom_recovery(s: Session, epoch: int) -> dict[str, float]:
+    while True:
+        try:
+            return loop.train_epoch(s, epoch)
+        except torch.cuda.OutOfMemoryError:
+            s.optimizer.zero_grad(set_to_none=True)
+            apply_oom_step(s)  # raises OutOfMemoryFailure when nothing is left to try
+            logger.info("restarting epoch %d after the out-of-memory remedy", epoch)
+
+
+def apply_oom_step(s: Session) -> str:
+    """Take the next OOM remedy, log it (console, file, TensorBoard) and apply it."""
+    before = s.settings
+    step, after = s.oom.next(before, already_fp16=s.precision.dtype is torch.float16)
+    free_memory()
+    log_oom_step(step, after, len(s.oom.history))
+    s.log.scalars("oom", s.step, {"retry": len(s.oom.history),
+                                  "batch_size": after.batch_size,
+                                  "grad_accum": after.grad_accum, "fp16": int(after.fp16)})
+    s.log.text("oom/step", s.step, step)
+    if after.fp16 and not before.fp16:
+        if s.device.type == "cuda":
+            s.precision = Precision("cuda", torch.float16)
+            s.scaler = s.precision.make_scaler()
+        else:
+            log_decision(logger, "oom.force_fp16", "fp32", "CPU: fp16 autocast does not save "
+                         "memory here", fallback=True)
+    s.settings = after
+    if after.batch_size != before.batch_size:
+        s.rebuild_train_loader()
+    return step
+
+
+def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float]) -> bool:
+    """Evaluate (EMA when on), calibrate, write reports and checkpoints; True: stop early."""
+    model = loop.eval_model(s)
+    logits, labels, val_loss = loop.collect_logits(s, model)
+    metrics = summarise(logits, labels, s.classes.k_codes)
+    metrics["val_loss"] = val_loss
+    metrics.update(calibrate(logits, labels))
+    metrics.update(epoch=epoch, step=s.step, train_loss=stats["loss"])
+    s.temperature = metrics["temperature"]
+    s.last_metrics = metrics
+    record = loop.as_record(metrics)
+    logger.info("eval epoch %d: %s", epoch, " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    s.log.scalars("val", s.step, {k: float(v) for k, v in record.items()})
+    (s.run_dir / "eval_report.json").write_text(
+        json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    monitor = s.cfg.train.early_stopping.monitor
+    value = float(metrics[monitor])
+    better = s.best is None or (value > s.best if HIGHER_IS_BETTER[monitor] else value < s.best)
+    if better:
+        s.best, s.stale_epochs = value, 0
+    else:
+        s.stale_epochs += 1
+    state = checkpoint_state(s)
+    save_atomic(state, s.run_dir / "last.pt")
+    if better:
+        save_atomic(state, s.run_dir / "best.pt")
+        logger.info("best.pt: %s=%.4f at epoch %d", monitor, value, epoch)
+    patience = s.cfg.train.early_stopping.patience
+    return patience > 0 and s.stale_epochs >= patience  # patience 0: never stop early
+
+
+def _advise(s: Session, epoch: int, oom_steps: list[str]) -> None:
+    vram = 0.0
+    if s.device.type == "cuda":
+        total = torch.cuda.get_device_properties(s.device).total_memory
+        vram = cuda_mem_mb(s.device) * 2**20 / total
+    monitor = s.cfg.train.early_stopping.monitor
+    value = s.last_metrics.get(monitor) if s.last_metrics.get("epoch") == epoch else None
+    s.advisor.advise(epoch, oom_steps=oom_steps, vram_fraction=vram, monitor=monitor,
+                     value=value, higher_is_better=HIGHER_IS_BETTER[monitor],
+                     batch_size=s.settings.batch_size, lr=s.cfg.train.lr,
+                     patience=s.cfg.train.early_stopping.patience)
+
+
+def checkpoint_state(s: Session) -> dict[str, Any]:
+    """Everything a resume or an export needs (see docs in README: Training)."""
+    return {
+        "format": 1, "model": s.model.state_dict(),
+        "ema": s.ema.module.state_dict() if s.ema is not None else None,
+        "optimizer": s.optimizer.state_dict(), "scheduler": s.schedule.state_dict(),
+        "scaler": s.scaler.state_dict(), "epoch": s.epoch - 1, "step": s.step,
+        "best": {"monitor": s.cfg.train.early_stopping.monitor, "value": s.best,
+                 "stale_epochs": s.stale_epochs},
+        "settings": {"batch_size": s.settings.batch_size, "grad_accum": s.settings.grad_accum,
+                     "fp16": s.settings.fp16},
+        "config": to_yaml(s.cfg), "arch": s.cfg.models.classifier.arch,
+        "image_size": s.cfg.models.classifier.image_size,
+        "classes": {"k_codes": list(s.classes.k_codes), "hash": s.classes.hash},
+        "temperature": s.temperature,
+        "metrics": loop.as_record(s.last_metrics),
+    }
+
+
+def restore(s: Session, state: dict[str, Any], path: Path | None) -> None:
+    """Continue a run from ``state``: weights, EMA, optimiser, schedule, scaler, counters."""
+    if state["classes"]["hash"] != s.classes.hash:
+        raise CheckpointError(f"{path} was trained on class index {state['classes']['hash']}, "
+                              f"but {s.classes.hash} is loaded")
+    s.model.load_state_dict(state["model"])
+    if s.ema is not None and state.get("ema") is not None:
+        s.ema.module.load_state_dict(state["ema"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.schedule.load_state_dict(state["scheduler"])
+    s.scaler.load_state_dict(state["scaler"])
+    s.epoch, s.step = int(state["epoch"]) + 1, int(state["step"])
+    s.best = state["best"]["value"]
+    s.stale_epochs = int(state["best"].get("stale_epochs", 0))
+    s.temperature = float(state.get("temperature", 1.0))
+    grad_accum = int(state["settings"]["grad_accum"])
+    if grad_accum != s.settings.grad_accum:
+        from dataclasses import replace
+
+        s.settings = replace(s.settings, grad_accum=grad_accum)
+    log_decision(logger, "resume", path, f"continuing at epoch {s.epoch}, step {s.step}")

@@ -1,0 +1,43 @@
+"""The classifier network: a timm model sized to the class index."""
+
+from __future__ import annotations
+
+import logging
+
+import timm
+import torch
+
+from pillsnap.config.schema import ClassifierConfig
+from pillsnap.logs import log_decision
+
+logger = logging.getLogger(__name__)
+
+
+def create_classifier(cfg: ClassifierConfig, num_classes: int) -> torch.nn.Module:
+    """``timm.create_model``; pretrained weights when asked and reachable, else random init."""
+    kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate,
+              "drop_path_rate": cfg.drop_path_rate}
+    if cfg.pretrained:
+        try:
+            model = timm.create_model(cfg.arch, pretrained=True, **kwargs)
+            log_decision(logger, "pretrained", True, f"{cfg.arch} weights loaded")
+            return model
+        except Exception as exc:
+            log_decision(logger, "pretrained", False, f"{cfg.arch}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}; random init",
+                         fallback=True)
+    return timm.create_model(cfg.arch, pretrained=False, **kwargs)
+
+
+def set_grad_checkpointing(model: torch.nn.Module, wanted: bool) -> None:
+    """Recompute activations in backward: less memory for about 30% more compute."""
+    if not wanted:
+        return
+    setter = getattr(model, "set_grad_checkpointing", None)
+    try:
+        if setter is None:
+            raise NotImplementedError("the model has no set_grad_checkpointing")
+        setter(True)
+        log_decision(logger, "grad_checkpointing", True, "timm set_grad_checkpointing")
+    except (NotImplementedError, AssertionError) as exc:
+        log_decision(logger, "grad_checkpointing", False, str(exc), fallback=True)

@@ -1,0 +1,50 @@
+"""torchrun with 2 CPU processes (gloo): disjoint shards per rank, rank 0 alone saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Runs in each torchrun process: records what its rank trained on and what it saved.
+WORKER = '''
+import hashlib, json, os, sys
+from pathlib import Path
+from pillsnap.config import load_config
+from pillsnap.train import classifier
+
+rank = os.environ["RANK"]
+seen, saves = [], []
+real_save = classifier.save_atomic
+def recording_save(state, path):
+    saves.append(Path(path).name)
+    return real_save(state, path)
+classifier.save_atomic = recording_save
+def hook(images, labels):
+    for image in images:
+        seen.append(hashlib.sha1(image.contiguous().numpy().tobytes()).hexdigest())
+cfg = load_config(None, sys.argv[1:], env_file=None, environ={})
+classifier.train_classifier(cfg, on_batch=hook)
+Path(f"rank{rank}.json").write_text(json.dumps({"seen": seen, "saves": saves}))
+'''
+
+
+def test_two_gloo_ranks_train_disjoint_shards_and_only_rank0_saves(tiny_args: list[str],
+                                                                   in_tmp: Path) -> None:
+    (in_tmp / "worker.py").write_text(WORKER, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "worker.py", *tiny_args, "train.batch_size=4"],
+        check=False, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ranks = [json.loads((in_tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    seen = [set(r["seen"]) for r in ranks]
+    assert len(seen[0]) == len(seen[1]) == 16  # 32 train crops split in two
+    assert not seen[0] & seen[1]
+    assert ranks[0]["saves"] == ["last.pt", "best.pt"] and ranks[1]["saves"] == []
+    log = (in_tmp / "runs" / "t" / "train.log").read_text(encoding="utf-8")
+    assert "decision: distributed=gloo (2 processes (CPU, no CUDA))" in log
+    assert log.count("eval epoch 0:") == 1

@@ -1,0 +1,81 @@
+"""One epoch end to end on the CPU: the fallbacks a user sees, the files a run leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pillsnap.config import PillsnapConfig
+from pillsnap.data.loader import PackLoader
+from pillsnap.data.prefetch import DevicePrefetcher
+from pillsnap.errors import ConfigError
+from pillsnap.train.__main__ import dispatch
+from pillsnap.train.checkpoint import load_checkpoint
+from pillsnap.train.classifier import train_classifier
+from pillsnap.train.metrics import summarise
+from pillsnap.train.model import create_classifier
+
+
+def _refuse_compile(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("no C++ compiler for inductor (test)")
+
+
+def test_one_epoch_logs_cpu_fallbacks_and_writes_reloadable_checkpoints(
+        make_cfg: Callable[..., PillsnapConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", _refuse_compile)
+    cfg = make_cfg("train.amp=true", "train.compile=default", "train.auto_batch.enabled=true",
+                   "train.cuda_graphs=true", "train.grad_checkpointing=true",
+                   "logging.tensorboard=true", "serve.api_keys=[secret-key]")
+    metrics = train_classifier(cfg)
+    run = Path(cfg.run.out_dir) / cfg.run.name
+    log = (run / "train.log").read_text(encoding="utf-8")
+    for line in ("fallback: device=cpu", "fallback: amp=fp32", "fallback: tf32=False",
+                 "fallback: compile=eager", "fallback: cuda_graphs=False",
+                 "fallback: optimizer=adamw-foreach", "fallback: auto_batch=8",
+                 "decision: grad_checkpointing=True", "decision: prefetch=cpu",
+                 "fallback: dataloader.pin_memory=False"):
+        assert log.count(line) == 1, line
+    assert "step 1 epoch 0 loss=" in log and "throughput=" in log and "cuda_mem=0" in log
+    assert list(run.glob("events.out.tfevents.*"))
+    assert (run / "advisor.json").is_file() and (run / "eval_report.json").is_file()
+    for name in ("best.pt", "last.pt"):
+        state = load_checkpoint(run / name)
+        assert state["epoch"] == 0 and state["step"] == 4  # 32 train crops / batch 8
+        assert state["classes"]["k_codes"] and len(state["classes"]["hash"]) == 16
+        assert state["temperature"] > 0 and state["ema"] is not None
+        saved = yaml.safe_load(state["config"])
+        assert saved["serve"]["api_keys"] == ["<redacted>"]
+        assert {"optimizer", "scheduler", "scaler"} <= state.keys()
+    # The saved EMA weights reproduce the reported accuracy in a fresh model.
+    state = load_checkpoint(run / "best.pt")
+    model = create_classifier(cfg.models.classifier, len(state["classes"]["k_codes"]))
+    model.load_state_dict(state["ema"])
+    model.eval()
+    logits, labels = [], []
+    loader = PackLoader(Path(cfg.pack.out_dir) / "val.pack", batch_size=8, image_size=32,
+                        train=False, threads=1)
+    with torch.no_grad():
+        for images, y in DevicePrefetcher(loader, "cpu"):
+            logits.append(model(images))
+            labels.append(y)
+    again = summarise(torch.cat(logits), torch.cat(labels), tuple(state["classes"]["k_codes"]))
+    assert again["top1"] == pytest.approx(metrics["top1"])
+    assert state["metrics"]["top1"] == pytest.approx(metrics["top1"])
+    assert {"top1", "top5", "macro_f1", "per_class", "most_confused", "ece_before",
+            "ece_after"} <= metrics.keys()
+
+
+def test_detection_task_without_the_detector_says_so(
+        make_cfg: Callable[..., PillsnapConfig]) -> None:
+    cfg = make_cfg("active_feature_set=advanced", "train.task=det")
+    try:
+        import pillsnap.train.detect  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ConfigError, match="detection training is not in this build"):
+            dispatch(cfg)
+    else:
+        pytest.skip("this build has the detection trainer")
