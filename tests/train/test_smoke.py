@@ -12,7 +12,6 @@ import yaml
 from pillsnap.config import PillsnapConfig
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.prefetch import DevicePrefetcher
-from pillsnap.errors import ConfigError
 from pillsnap.train.__main__ import dispatch
 from pillsnap.train.checkpoint import load_checkpoint
 from pillsnap.train.classifier import train_classifier
@@ -69,13 +68,15 @@ def test_one_epoch_logs_cpu_fallbacks_and_writes_reloadable_checkpoints(
             "ece_after"} <= metrics.keys()
 
 
-def test_detection_task_without_the_detector_says_so(
-        make_cfg: Callable[..., PillsnapConfig]) -> None:
-    cfg = make_cfg("active_feature_set=advanced", "train.task=det")
-    try:
-        import pillsnap.train.detect  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ConfigError, match="detection training is not in this build"):
-            dispatch(cfg)
-    else:
-        pytest.skip("this build has the detection trainer")
+def test_both_runs_the_classifier_then_the_detector(
+        make_cfg: Callable[..., PillsnapConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pillsnap.train import classifier, detect
+
+    calls: list[str] = []
+    monkeypatch.setattr(classifier, "train_classifier", lambda cfg: calls.append("cls"))
+    monkeypatch.setattr(detect, "train_detector", lambda cfg: calls.append("det"))
+    dispatch(make_cfg("active_feature_set=advanced", "train.task=both"))
+    assert calls == ["cls", "det"]
+    calls.clear()
+    dispatch(make_cfg("active_feature_set=advanced", "train.task=det"))
+    assert calls == ["det"]

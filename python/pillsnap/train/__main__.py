@@ -1,7 +1,8 @@
 """``python -m pillsnap.train [--cfg config.yaml] [section.key=value ...]``
 
-Dispatches on ``train.task``: ``cls`` trains the classifier here; ``det`` and ``both`` hand
-over to ``pillsnap.train.detect.train_detector`` (the detection trainer, imported only then).
+Dispatches on ``train.task``: ``cls`` trains the classifier, ``det`` the detector
+(``pillsnap.train.detect``, the only module that imports ultralytics), ``both`` one after
+the other.
 """
 
 from __future__ import annotations
@@ -12,29 +13,22 @@ import sys
 
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.errors import ConfigError, PillsnapError
+from pillsnap.errors import PillsnapError
 
 logger = logging.getLogger("pillsnap.train")
 
 
 def dispatch(cfg: PillsnapConfig) -> None:
-    """The one place that maps ``train.task`` to a trainer."""
+    """The one place that maps ``train.task`` to a trainer; ``both`` runs them in sequence."""
     task = cfg.train.task
-    detector = None
-    if task in ("det", "both"):
-        try:
-            from pillsnap.train.detect import train_detector as detector
-        except ModuleNotFoundError as exc:
-            if exc.name != "pillsnap.train.detect":
-                raise
-            raise ConfigError(f"train.task={task}: detection training is not in this build "
-                              "(pillsnap.train.detect is missing); use train.task=cls") from None
     if task in ("cls", "both"):
-        from pillsnap.train.classifier import train_classifier
+        from pillsnap.train import classifier
 
-        train_classifier(cfg)
-    if detector is not None:
-        detector(cfg)
+        classifier.train_classifier(cfg)
+    if task in ("det", "both"):
+        from pillsnap.train import detect  # ultralytics is imported only for detection
+
+        detect.train_detector(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
