@@ -37,10 +37,12 @@ def test_two_gloo_ranks_train_disjoint_shards_and_only_rank0_saves(tiny_args: li
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "worker.py", *tiny_args, "train.batch_size=4"],
+         "worker.py", *tiny_args, "train.batch_size=4", "train.augment=none"],
         check=False, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [json.loads((in_tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # augment=none: a sample's pixels are the same whenever it is drawn, so distinct hashes
+    # are distinct samples (random crops would make any two draws differ).
     seen = [set(r["seen"]) for r in ranks]
     assert len(seen[0]) == len(seen[1]) == 16  # 32 train crops split in two
     assert not seen[0] & seen[1]
@@ -48,3 +50,4 @@ def test_two_gloo_ranks_train_disjoint_shards_and_only_rank0_saves(tiny_args: li
     log = (in_tmp / "runs" / "t" / "train.log").read_text(encoding="utf-8")
     assert "decision: distributed=gloo (2 processes (CPU, no CUDA))" in log
     assert log.count("eval epoch 0:") == 1
+    assert log.count("decision: train.augment=none") == 1

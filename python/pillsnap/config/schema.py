@@ -147,6 +147,9 @@ class TrainConfig(Section):
     warmup_epochs: float = Field(1.0, ge=0.0)
     clip_grad_norm: float | None = Field(1.0, gt=0.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    # random_resized_crop: RandomResizedCrop + flip (the loader's training path); none: the
+    # evaluation resize + centre crop, still shuffled (small data sets, quick demos).
+    augment: Literal["random_resized_crop", "none"] = "random_resized_crop"
     amp: bool = True
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
     tf32: bool = True

@@ -95,7 +95,10 @@ def _tune_batch(s: Session) -> None:
         loop.train_step(s, images, labels, sync=True)
         s.optimizer.zero_grad(set_to_none=True)
 
+    # The probe batches are noise: keep them out of the BatchNorm statistics.
+    saved = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
     tuned = tune_batch(step, s.device, s.cfg.train.auto_batch, s.settings.batch_size)
+    s.model.load_state_dict(saved)
     if tuned != s.settings.batch_size:
         from dataclasses import replace
 

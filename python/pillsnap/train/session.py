@@ -98,9 +98,10 @@ class Session:
         cfg, dl = self.cfg, self.cfg.dataloader
         self.train_loader = PackLoader(
             self.packs["train"], batch_size=self.settings.batch_size,
-            image_size=cfg.models.classifier.image_size, train=True, threads=self.threads,
-            seed=cfg.run.seed, drop_last=dl.drop_last, ring=dl.prefetch_batches,
-            pin_memory=None if dl.pin_memory else False)
+            image_size=cfg.models.classifier.image_size,
+            train=cfg.train.augment == "random_resized_crop", shuffle=True,
+            threads=self.threads, seed=cfg.run.seed, drop_last=dl.drop_last,
+            ring=dl.prefetch_batches, pin_memory=None if dl.pin_memory else False)
 
     def val_loader(self) -> PackLoader:
         # Rank 0 evaluates the whole split alone: rank/world pinned to 0/1, no sharding.
@@ -150,4 +151,7 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
     session.train_loader = loader_from_config(cfg, packs["train"], train=True,
                                               batch_size=batch_size)
     session.threads = session.train_loader.threads
+    if t.augment == "none":
+        log_decision(logger, "train.augment", "none", "centre crops, shuffled, no flip")
+        session.rebuild_train_loader()
     return session
