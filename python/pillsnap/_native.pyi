@@ -349,6 +349,8 @@ class PackLoader:
         world_size: int = 1,
         layout: Literal["hwc", "chw"] = "hwc",
         max_substitutes: int = 8,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        hflip: float = 0.5,
     ) -> None: ...
     def __len__(self) -> int:
         """Records in the pack."""

@@ -164,13 +164,44 @@ pub struct TrainParams {
     pub flip: bool,
 }
 
+/// The training augmentation: a RandomResizedCrop, then a horizontal flip with `flip_p`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainAugment {
+    pub crop: RandomResizedCrop,
+    pub flip_p: f64,
+}
+
+impl Default for TrainAugment {
+    /// torchvision's `RandomResizedCrop()` + `RandomHorizontalFlip()`.
+    fn default() -> Self {
+        TrainAugment {
+            crop: RandomResizedCrop::default(),
+            flip_p: 0.5,
+        }
+    }
+}
+
+impl TrainAugment {
+    /// Crop then flip, drawn in that order from the stream of `(seed, epoch, index)`.
+    pub fn params(
+        &self,
+        width: u32,
+        height: u32,
+        seed: u64,
+        epoch: u64,
+        index: u64,
+    ) -> TrainParams {
+        let mut rng = SampleRng::new(seed, epoch, index);
+        let crop = self.crop.get_params(width, height, &mut rng);
+        let flip = rng.next_f64() < self.flip_p;
+        TrainParams { crop, flip }
+    }
+}
+
 /// RandomResizedCrop (torchvision defaults) then a horizontal flip with p = 0.5, drawn in
 /// that order from the stream of `(seed, epoch, index)`.
 pub fn train_params(width: u32, height: u32, seed: u64, epoch: u64, index: u64) -> TrainParams {
-    let mut rng = SampleRng::new(seed, epoch, index);
-    let crop = RandomResizedCrop::default().get_params(width, height, &mut rng);
-    let flip = rng.next_f64() < 0.5;
-    TrainParams { crop, flip }
+    TrainAugment::default().params(width, height, seed, epoch, index)
 }
 
 /// The share of the resized short side that eval keeps (timm / torchvision convention).
@@ -325,5 +356,27 @@ mod tests {
         // Square image, 224: Resize(256) + CenterCrop(224) keeps the central 224/256.
         let c = eval_crop(512, 512, 224);
         assert_eq!((c.x, c.y, c.w, c.h), (32.0, 32.0, 448.0, 448.0));
+    }
+
+    #[test]
+    fn a_milder_scale_keeps_more_of_the_image_and_flip_p_zero_never_flips() {
+        let aug = TrainAugment {
+            crop: RandomResizedCrop {
+                scale: (0.5, 1.0),
+                ratio: (3.0 / 4.0, 4.0 / 3.0),
+            },
+            flip_p: 0.0,
+        };
+        for index in 0..500 {
+            let p = aug.params(480, 630, 3, 1, index);
+            let area = p.crop.w * p.crop.h / (480.0 * 630.0);
+            assert!(area >= 0.5 - 0.01, "area {area}");
+            assert!(!p.flip);
+        }
+        // The default keeps torchvision's stream: same draws as before this option existed.
+        assert_eq!(
+            TrainAugment::default().params(480, 630, 1, 2, 3),
+            train_params(480, 630, 1, 2, 3)
+        );
     }
 }

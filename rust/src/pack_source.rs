@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::augment;
+use crate::augment::{self, TrainAugment};
 use crate::error::Error;
 use crate::jpeg::{CropRect, Window};
 use crate::pack::{PackReader, Storage};
@@ -16,9 +16,9 @@ use crate::resize::Layout;
 use crate::sample::SampleDecoder;
 
 /// Train (RandomResizedCrop + flip, seeded per sample) or eval (resize + centre crop).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
-    Train { seed: u64 },
+    Train { seed: u64, augment: TrainAugment },
     Eval,
 }
 
@@ -104,11 +104,12 @@ impl SampleSource for PackSource {
         })?;
         let meta = record.meta;
         match (self.reader.header().storage, self.mode) {
-            (Storage::Jpeg, Mode::Train { seed }) => {
-                worker.load_train_sample(
+            (Storage::Jpeg, Mode::Train { seed, augment }) => {
+                worker.load_train_sample_with(
                     record.bytes,
                     self.size,
                     (seed, epoch, i),
+                    &augment,
                     self.layout,
                     dst,
                 )?;
@@ -118,13 +119,9 @@ impl SampleSource for PackSource {
             }
             (Storage::RawRgb, mode) => {
                 let crop = match mode {
-                    Mode::Train { seed } => Crop::Train(augment::train_params(
-                        meta.width,
-                        meta.height,
-                        seed,
-                        epoch,
-                        i,
-                    )),
+                    Mode::Train { seed, augment } => {
+                        Crop::Train(augment.params(meta.width, meta.height, seed, epoch, i))
+                    }
                     Mode::Eval => {
                         Crop::Eval(augment::eval_crop(meta.width, meta.height, self.size))
                     }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::augment;
+use crate::augment::{self, TrainAugment};
 use crate::error::Error;
 use crate::jpeg::{CropRect, EncodeOptions, JpegEncoder, Subsampling};
 use crate::pack::{
@@ -969,7 +969,7 @@ impl PyPackLoader {
     #[pyo3(signature = (
         path, images, labels, *, batch_size, image_size, train = true, threads = 0, seed = 0,
         shuffle = true, drop_last = true, ring = 4, rank = 0, world_size = 1, layout = "hwc",
-        max_substitutes = 8
+        max_substitutes = 8, crop_scale = (0.08, 1.0), hflip = 0.5
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -989,10 +989,15 @@ impl PyPackLoader {
         world_size: usize,
         layout: &str,
         max_substitutes: usize,
+        crop_scale: (f64, f64),
+        hflip: f64,
     ) -> PyResult<Self> {
         let reader = Arc::new(py.detach(|| PackReader::open(&path))?);
         let mode = if train {
-            Mode::Train { seed }
+            Mode::Train {
+                seed,
+                augment: train_augment(crop_scale, hflip)?,
+            }
         } else {
             Mode::Eval
         };
@@ -1106,6 +1111,24 @@ impl PyPackLoader {
             ))
         })
     }
+}
+
+/// RandomResizedCrop with area fraction in `crop_scale` (torchvision's ratio range), then a
+/// flip with probability `hflip`.
+fn train_augment(crop_scale: (f64, f64), hflip: f64) -> PyResult<TrainAugment> {
+    let (lo, hi) = crop_scale;
+    if !(0.0 < lo && lo <= hi && hi <= 1.0) {
+        return Err(invalid_arg(format!(
+            "crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale:?}"
+        )));
+    }
+    if !(0.0..=1.0).contains(&hflip) {
+        return Err(invalid_arg(format!("hflip must be in 0..=1, got {hflip}")));
+    }
+    let mut augment = TrainAugment::default();
+    augment.crop.scale = crop_scale;
+    augment.flip_p = hflip;
+    Ok(augment)
 }
 
 fn loader_error(py: Python<'_>, reason: &str) -> PyErr {

@@ -2,7 +2,7 @@
 //! crop parameters from the header size, decode of only that crop (DCT-scaled when it is at
 //! least twice the output), resize, flip, layout.
 
-use crate::augment::{self, TrainParams};
+use crate::augment::{self, TrainAugment, TrainParams};
 use crate::error::Error;
 use crate::jpeg::{CropRect, JpegDecoder, ScalingFactor, Window};
 use crate::resize::{Layout, Resizer};
@@ -39,12 +39,25 @@ impl SampleDecoder {
         &mut self,
         jpeg: &[u8],
         size: u32,
+        key: (u64, u64, u64),
+        layout: Layout,
+        dst: &mut [u8],
+    ) -> Result<TrainParams, Error> {
+        self.load_train_sample_with(jpeg, size, key, &TrainAugment::default(), layout, dst)
+    }
+
+    /// [`SampleDecoder::load_train_sample`] with a chosen augmentation (crop scale, flip).
+    pub fn load_train_sample_with(
+        &mut self,
+        jpeg: &[u8],
+        size: u32,
         (seed, epoch, index): (u64, u64, u64),
+        augment: &TrainAugment,
         layout: Layout,
         dst: &mut [u8],
     ) -> Result<TrainParams, Error> {
         let header = self.decoder.header(jpeg)?;
-        let params = augment::train_params(header.width, header.height, seed, epoch, index);
+        let params = augment.params(header.width, header.height, seed, epoch, index);
         self.load_crop(
             jpeg,
             params.crop,

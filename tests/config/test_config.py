@@ -153,3 +153,9 @@ def test_cli_reports_errors_without_a_traceback(in_tmp: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pillsnap.config", "show", "train.epochs=9"],
                           capture_output=True, text=True, check=True)
     assert yaml.safe_load(done.stdout)["train"]["epochs"] == 9
+
+
+def test_crop_scale_must_be_a_fraction_range(in_tmp: Path) -> None:
+    assert load_config(None, ["train.crop_scale=[0.35, 1.0]"]).train.crop_scale == (0.35, 1.0)
+    with pytest.raises(ConfigError, match="crop_scale"):
+        load_config(None, ["train.crop_scale=[0.9, 0.5]"])

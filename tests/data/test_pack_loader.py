@@ -296,3 +296,17 @@ def test_ctrl_c_stops_a_waiting_loop_promptly(photo_pack: Path, tmp_path: Path) 
     out, _ = child.communicate(timeout=10)
     assert "interrupted" in out
     assert time.monotonic() - sent < 2.0
+
+
+def test_crop_scale_and_flip_probability_are_honoured(photo_pack: Path) -> None:
+    def epoch_change(ld: PackLoader) -> float:
+        first, second = (epoch_batches(ld, e)[0][0].float() for e in (0, 1))
+        return float((first - second).abs().mean())
+
+    # (Nearly) whole-image crops and no flip: epochs differ by a pixel of offset at most.
+    steady = epoch_change(loader(photo_pack, shuffle=False, crop_scale=(1.0, 1.0), hflip=0.0))
+    varied = epoch_change(loader(photo_pack, shuffle=False))
+    assert steady < 1.0
+    assert varied > 5 * steady
+    with pytest.raises(ValueError, match="crop_scale"):
+        loader(photo_pack, crop_scale=(0.0, 1.0))

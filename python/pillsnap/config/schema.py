@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pillsnap.config.paths import ConfigPath, OptionalConfigPath
 
@@ -150,6 +150,17 @@ class TrainConfig(Section):
     # random_resized_crop: RandomResizedCrop + flip (the loader's training path); none: the
     # evaluation resize + centre crop, still shuffled (small data sets, quick demos).
     augment: Literal["random_resized_crop", "none"] = "random_resized_crop"
+    # RandomResizedCrop area range; torchvision's (0.08, 1.0) can cut an imprint away.
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = Field(0.5, ge=0.0, le=1.0)  # mirrors imprint text: 0 keeps it readable
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {list(value)}")
+        return value
     amp: bool = True
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
     tf32: bool = True

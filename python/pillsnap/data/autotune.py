@@ -70,7 +70,8 @@ def loader_from_config(cfg: PillsnapConfig, pack: Path | str, *, train: bool,
                           image_size=cfg.models.classifier.image_size, train=train,
                           threads=threads, seed=cfg.run.seed if seed is None else seed,
                           drop_last=dl.drop_last if train else False,
-                          ring=dl.prefetch_batches, pin_memory=pin)
+                          ring=dl.prefetch_batches, pin_memory=pin,
+                          crop_scale=cfg.train.crop_scale, hflip=cfg.train.hflip)
 
     threads = dl.threads
     if threads == 0 and dl.autotune:

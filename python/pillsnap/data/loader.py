@@ -59,6 +59,8 @@ class PackLoader:
         world_size: int | None = None,
         cache_policy: str = "none",
         lock_bytes: int = 0,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
+        hflip: float = 0.5,
     ) -> None:
         if rank is None or world_size is None:
             rank, world_size = _dist_rank_world()
@@ -75,7 +77,7 @@ class PackLoader:
             batch_size=batch_size, image_size=image_size, train=train, threads=threads,
             seed=seed, shuffle=train if shuffle is None else shuffle,
             drop_last=train if drop_last is None else drop_last, ring=ring, rank=rank,
-            world_size=world_size,
+            world_size=world_size, crop_scale=tuple(crop_scale), hflip=hflip,
         )
         self._outstanding = 0
         if cache_policy != "none":

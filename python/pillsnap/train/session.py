@@ -101,7 +101,8 @@ class Session:
             image_size=cfg.models.classifier.image_size,
             train=cfg.train.augment == "random_resized_crop", shuffle=True,
             threads=self.threads, seed=cfg.run.seed, drop_last=dl.drop_last,
-            ring=dl.prefetch_batches, pin_memory=None if dl.pin_memory else False)
+            ring=dl.prefetch_batches, pin_memory=None if dl.pin_memory else False,
+            crop_scale=cfg.train.crop_scale, hflip=cfg.train.hflip)
 
     def val_loader(self) -> PackLoader:
         # Rank 0 evaluates the whole split alone: rank/world pinned to 0/1, no sharding.
