@@ -469,10 +469,10 @@ mod tests {
 
     #[test]
     fn valid_png() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let bytes = png_bytes(37, 21);
         let p = write(&dir, "a.png", &bytes);
-        let info = probe_file(&p).unwrap();
+        let info = probe_file(&p).expect("test");
         assert_eq!(
             info,
             ImageInfo {
@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn truncated_png_is_corrupt() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let bytes = png_bytes(64, 64);
         for cut in [1, 12, 100] {
             let p = write(&dir, "cut.png", &bytes[..bytes.len() - cut]);
@@ -504,7 +504,7 @@ mod tests {
 
     #[test]
     fn bad_png_signature_is_corrupt() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let mut bytes = png_bytes(8, 8);
         // The classic text-mode transfer damage: CRLF turned into LF.
         bytes.remove(4);
@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn zero_size_ihdr_is_corrupt() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let p = write(&dir, "zero.png", &png_with_ihdr(0, 4, true));
         let e = probe_file(&p).unwrap_err();
         assert!(reason(&e).contains("zero width or height"), "{e}");
@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn ihdr_crc_and_layout_are_checked() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let p = write(&dir, "crc.png", &png_with_ihdr(5, 4, false));
         assert_eq!(reason(&probe_file(&p).unwrap_err()), "IHDR CRC mismatch");
 
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn jpeg_baseline_and_progressive() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         for progressive in [false, true] {
             let bytes = jpeg_bytes(33, 17, progressive);
             let sof = if progressive { 0xC2 } else { 0xC0 };
@@ -556,7 +556,7 @@ mod tests {
                 "encoder wrote no SOF{sof:X}"
             );
             let p = write(&dir, "a.jpg", &bytes);
-            let info = probe_file(&p).unwrap();
+            let info = probe_file(&p).expect("test");
             assert_eq!(info.format, ImageFormat::Jpeg);
             assert_eq!((info.width, info.height), (33, 17));
             assert_eq!(info.file_size, bytes.len() as u64);
@@ -564,14 +564,14 @@ mod tests {
         // Hand-built streams for SOF0, SOF2 and the arithmetic/lossless flavours.
         for sof in [0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA] {
             let p = write(&dir, "m.jpg", &jpeg_markers(sof, 976, 1280, &[]));
-            let info = probe_file(&p).unwrap();
+            let info = probe_file(&p).expect("test");
             assert_eq!((info.width, info.height), (976, 1280), "SOF {sof:02X}");
         }
     }
 
     #[test]
     fn jpeg_skips_dht_dac_and_standalone_markers() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         // DHT (C4) and DAC (CC) sit in the SOF range but are not frames; RST0 and TEM have
         // no length field; a big APP1 is skipped by seeking past the first window.
         let mut extra = vec![0xFF, 0xC4, 0x00, 0x04, 0xAA, 0xBB];
@@ -580,20 +580,20 @@ mod tests {
         extra.extend_from_slice(&[0xFF, 0xE1, 0xFF, 0xF0]);
         extra.extend(std::iter::repeat_n(0x5Au8, 0xFFF0 - 2));
         let p = write(&dir, "m.jpg", &jpeg_markers(0xC2, 640, 480, &extra));
-        let info = probe_file(&p).unwrap();
+        let info = probe_file(&p).expect("test");
         assert_eq!((info.width, info.height), (640, 480));
     }
 
     #[test]
     fn jpeg_fill_bytes_and_trailing_padding() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let mut bytes = jpeg_markers(0xC0, 100, 50, &[0xFF, 0xFF, 0xFF]);
         let p = write(&dir, "fill.jpg", &bytes);
-        assert_eq!(probe_file(&p).unwrap().width, 100);
+        assert_eq!(probe_file(&p).expect("test").width, 100);
 
         bytes.extend_from_slice(&[0, 0, 0, 0]);
         let p = write(&dir, "pad.jpg", &bytes);
-        assert_eq!(probe_file(&p).unwrap().height, 50);
+        assert_eq!(probe_file(&p).expect("test").height, 50);
 
         bytes.extend_from_slice(&[0; 64]);
         let p = write(&dir, "toomuch.jpg", &bytes);
@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn jpeg_missing_eoi_is_corrupt() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let bytes = jpeg_bytes(32, 32, false);
         let p = write(&dir, "cut.jpg", &bytes[..bytes.len() - 40]);
         let e = probe_file(&p).unwrap_err();
@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn jpeg_broken_marker_walks_fail_cleanly() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let cases: &[(&[u8], &str)] = &[
             (&[0xFF, 0xD8], "no SOF"),
             (&[0xFF, 0xD8, 0xFF, 0xFF, 0xFF], "inside a marker"),
@@ -647,7 +647,7 @@ mod tests {
 
     #[test]
     fn missing_file_and_directory_are_io_errors() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let p = dir.path().join("nope.png");
         match probe_file(&p).unwrap_err() {
             Error::Io { path, source } => {
@@ -664,7 +664,7 @@ mod tests {
 
     #[test]
     fn non_images_are_unsupported_or_corrupt() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let gif = write(&dir, "a.png", b"GIF89a\x01\x00\x01\x00rest");
         let e = probe_file(&gif).unwrap_err();
         assert!(matches!(e, Error::UnsupportedFormat { .. }));
@@ -686,7 +686,7 @@ mod tests {
 
     #[test]
     fn probe_many_keeps_order_and_mixes_results() {
-        let dir = TempDir::new().unwrap();
+        let dir = TempDir::new().expect("test");
         let png = write(&dir, "a.png", &png_bytes(3, 2));
         let jpg = write(&dir, "b.jpg", &jpeg_bytes(5, 4, false));
         let bad = write(&dir, "c.png", &png_bytes(6, 6)[..50]);

@@ -34,10 +34,14 @@ def set_grad_checkpointing(model: torch.nn.Module, wanted: bool) -> None:
     if not wanted:
         return
     setter = getattr(model, "set_grad_checkpointing", None)
+    if setter is None:
+        log_decision(logger, "grad_checkpointing", False,
+                     "the model has no set_grad_checkpointing", fallback=True)
+        return
     try:
-        if setter is None:
-            raise NotImplementedError("the model has no set_grad_checkpointing")
         setter(True)
-        log_decision(logger, "grad_checkpointing", True, "timm set_grad_checkpointing")
-    except (NotImplementedError, AssertionError) as exc:
-        log_decision(logger, "grad_checkpointing", False, str(exc), fallback=True)
+    except (NotImplementedError, AssertionError) as exc:  # timm models without support
+        log_decision(logger, "grad_checkpointing", False, str(exc) or type(exc).__name__,
+                     fallback=True)
+        return
+    log_decision(logger, "grad_checkpointing", True, "timm set_grad_checkpointing")
