@@ -72,13 +72,11 @@ def run(out: Path, classes: int, size: tuple[int, int], seed: int, workers: int)
 
 
 def _loader_epoch(pack: Path, threads: int) -> float:
+    from pillsnap.data.autotune import measure
     from pillsnap.data.loader import PackLoader
 
     loader = PackLoader(pack, batch_size=32, image_size=160, threads=threads)
-    started, seen = time.perf_counter(), 0
-    for images, _ in loader:
-        seen += images.shape[0]
-    return seen / (time.perf_counter() - started)
+    return measure(loader, batches=len(loader))
 
 
 def _size(value: str) -> tuple[int, int]:

@@ -49,29 +49,48 @@ def autotune_threads(make: Callable[[int], PackLoader], candidates: Sequence[int
     return best
 
 
-def loader_from_config(cfg: PillsnapConfig, pack: Path | str, *, train: bool,
+def config_loader(cfg: PillsnapConfig, pack: Path | str, *, split: str, threads: int,
+                  batch_size: int | None = None, seed: int | None = None,
+                  advise: bool = True) -> PackLoader:
+    """The PackLoader the config describes for ``split``, with ``threads`` threads.
+
+    Train: shuffled, augmented as ``train.augment``/``crop_scale``/``hflip`` say, sharded
+    by rank. Val: in order, centre crops, the whole split (rank 0 evaluates alone). With
+    ``advise``, the cache policy is applied (one decision line).
+    """
+    dl = cfg.dataloader
+    train = split == "train"
+    loader = PackLoader(
+        pack, batch_size=batch_size or cfg.train.batch_size,
+        image_size=cfg.models.classifier.image_size,
+        train=train and cfg.train.augment == "random_resized_crop", shuffle=train,
+        threads=threads, seed=cfg.run.seed if seed is None else seed,
+        drop_last=dl.drop_last if train else False, ring=dl.prefetch_batches,
+        # None pins exactly when CUDA is present; the config can only turn pinning off.
+        pin_memory=None if dl.pin_memory else False,
+        rank=None if train else 0, world_size=None if train else 1,
+        crop_scale=cfg.train.crop_scale, hflip=cfg.train.hflip)
+    if advise and cfg.cache.policy == "hotset":
+        lock = int(cfg.cache.hotset_gb * 2**30) if cfg.cache.mlock else 0
+        loader.advise(cfg.cache.policy, lock)
+    return loader
+
+
+def loader_from_config(cfg: PillsnapConfig, pack: Path | str, *, train: bool = True,
                        batch_size: int | None = None, seed: int | None = None) -> PackLoader:
-    """The PackLoader the config describes: thread count fixed or measured, cache policy.
+    """``config_loader`` with the thread count fixed by the config or measured.
 
     ``dataloader.threads=0`` with ``dataloader.autotune`` measures the candidates (capped at
     twice the cores: more only adds contention); ``threads=0`` without autotune uses every
     core.
     """
     dl = cfg.dataloader
+    split = "train" if train else "val"
     cores = len(os.sched_getaffinity(0))
-    gib = 2**30
-    lock = int(cfg.cache.hotset_gb * gib) if cfg.cache.mlock else 0
 
-    # pin_memory=None pins exactly when CUDA is present; the config can only turn it off.
-    pin = None if dl.pin_memory else False
-
-    def make(threads: int) -> PackLoader:
-        return PackLoader(pack, batch_size=batch_size or cfg.train.batch_size,
-                          image_size=cfg.models.classifier.image_size, train=train,
-                          threads=threads, seed=cfg.run.seed if seed is None else seed,
-                          drop_last=dl.drop_last if train else False,
-                          ring=dl.prefetch_batches, pin_memory=pin,
-                          crop_scale=cfg.train.crop_scale, hflip=cfg.train.hflip)
+    def make(threads: int, advise: bool = False) -> PackLoader:
+        return config_loader(cfg, pack, split=split, threads=threads, batch_size=batch_size,
+                             seed=seed, advise=advise)
 
     threads = dl.threads
     if threads == 0 and dl.autotune:
@@ -80,7 +99,4 @@ def loader_from_config(cfg: PillsnapConfig, pack: Path | str, *, train: bool,
     elif threads == 0:
         threads = cores
         log_decision(logger, "dataloader.threads", threads, "all cores (autotune off)")
-    loader = make(threads)
-    if cfg.cache.policy == "hotset":
-        loader.advise(cfg.cache.policy, lock)
-    return loader
+    return make(threads, advise=True)

@@ -16,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.data.autotune import loader_from_config
+from pillsnap.data.autotune import config_loader, loader_from_config
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.prefetch import DevicePrefetcher
@@ -95,23 +95,13 @@ class Session:
 
     def rebuild_train_loader(self) -> None:
         """A loader for ``settings.batch_size`` (after an OOM step changed it)."""
-        cfg, dl = self.cfg, self.cfg.dataloader
-        self.train_loader = PackLoader(
-            self.packs["train"], batch_size=self.settings.batch_size,
-            image_size=cfg.models.classifier.image_size,
-            train=cfg.train.augment == "random_resized_crop", shuffle=True,
-            threads=self.threads, seed=cfg.run.seed, drop_last=dl.drop_last,
-            ring=dl.prefetch_batches, pin_memory=None if dl.pin_memory else False,
-            crop_scale=cfg.train.crop_scale, hflip=cfg.train.hflip)
+        self.train_loader = config_loader(self.cfg, self.packs["train"], split="train",
+                                          threads=self.threads,
+                                          batch_size=self.settings.batch_size)
 
     def val_loader(self) -> PackLoader:
-        # Rank 0 evaluates the whole split alone: rank/world pinned to 0/1, no sharding.
-        cfg = self.cfg
-        return PackLoader(self.packs["val"], batch_size=self.settings.batch_size,
-                          image_size=cfg.models.classifier.image_size, train=False,
-                          threads=self.threads, seed=cfg.run.seed, drop_last=False,
-                          ring=cfg.dataloader.prefetch_batches, rank=0, world_size=1,
-                          pin_memory=None if cfg.dataloader.pin_memory else False)
+        return config_loader(self.cfg, self.packs["val"], split="val", threads=self.threads,
+                             batch_size=self.settings.batch_size, advise=False)
 
 
 def build_model(cfg: PillsnapConfig, classes: ClassIndex, device: torch.device) -> torch.nn.Module:
@@ -154,5 +144,4 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
     session.threads = session.train_loader.threads
     if t.augment == "none":
         log_decision(logger, "train.augment", "none", "centre crops, shuffled, no flip")
-        session.rebuild_train_loader()
     return session
