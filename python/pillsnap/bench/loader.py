@@ -34,6 +34,7 @@ MIN_SECONDS = 3.0
 
 def prepare(work: Path, images: int) -> dict[str, Any]:
     """Synthetic photos, their manifest, the resized JPEGs and the pack (reused if present)."""
+    from pillsnap.data.manifest import read_manifest
     from pillsnap.data.pack import build_pack
     from pillsnap.data.scan import scan
     from pillsnap.data.synth import SynthSpec, generate
@@ -46,8 +47,7 @@ def prepare(work: Path, images: int) -> dict[str, Any]:
                          combo_val=0, seed=1)
         generate(dataset, spec, workers=os.cpu_count() or 1)
         scan(dataset, manifest, workers=1)
-    rows = [json.loads(line) for line in (manifest / "manifest.jsonl").read_text().splitlines()]
-    pngs = [str(dataset / r["path"]) for r in rows if r["split"] == "train"]
+    pngs = [str(dataset / r.path) for r in read_manifest(manifest) if r.split == "train"]
     if not jpegs.is_dir():
         _resize_all(pngs, jpegs)
     if not pack.is_file():
