@@ -24,9 +24,11 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pillsnap.bench.table import markdown_table
 
 SHORT_SIDE, QUALITY, CROP = 480, 90, 384
 MIN_SECONDS = 3.0
@@ -204,15 +206,6 @@ def child_main(method: str, work: Path, cores: int, images: int) -> None:
     print(json.dumps({"method": method, "img_s": rate, "peak_rss_mb": rss_mb}))
 
 
-def _table(rows: Iterable[tuple[str, ...]]) -> str:
-    rows = list(rows)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
     from pillsnap.bench.machine import describe, describe_line
 
@@ -242,7 +235,8 @@ def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
     print(f"{result['images']} photos 976x1280 -> JPEG short side {SHORT_SIDE} q{QUALITY} "
           f"({result['jpeg_kb']} KB each); pack {result['pack_mb_per_1000']} MB per 1,000")
     print(f"RandomResizedCrop({CROP}) + flip, uint8; one process, one thread per method\n")
-    print(_table([("method", "img/s per core", f"img/s on {cores} cores", "peak RSS MB")] + [
+    header = ("method", "img/s per core", f"img/s on {cores} cores", "peak RSS MB")
+    print(markdown_table([header] + [
         (name, f"{per_core[m]['img_s']:.0f}",
          f"{all_cores[m]['img_s']:.0f}" if m in all_cores else "",
          f"{per_core[m]['peak_rss_mb']:.0f}") for m, name in names.items()]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,19 +86,26 @@ def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
         s.log.close()
 
 
-def _tune_batch(s: Session) -> None:
+def probe_step(s: Session) -> Callable[[int], None]:
+    """One forward/backward of a noise batch of the given size: what the batch tuner runs."""
     size = s.cfg.models.classifier.image_size
 
     def step(batch: int) -> None:
         images = torch.randn(batch, 3, size, size, device=s.device).contiguous(
             memory_format=torch.channels_last)
         labels = torch.zeros(batch, dtype=torch.long, device=s.device)
-        loop.train_step(s, images, labels, sync=True)
-        s.optimizer.zero_grad(set_to_none=True)
+        try:
+            loop.train_step(s, images, labels, sync=True)
+        finally:  # an out-of-memory backward leaves partial gradients behind
+            s.optimizer.zero_grad(set_to_none=True)
 
+    return step
+
+
+def _tune_batch(s: Session) -> None:
     # The probe batches are noise: keep them out of the BatchNorm statistics.
     saved = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
-    tuned = tune_batch(step, s.device, s.cfg.train.auto_batch, s.settings.batch_size)
+    tuned = tune_batch(probe_step(s), s.device, s.cfg.train.auto_batch, s.settings.batch_size)
     s.model.load_state_dict(saved)
     if tuned != s.settings.batch_size:
         from dataclasses import replace

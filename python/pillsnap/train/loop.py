@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pillsnap.data.prefetch import DevicePrefetcher
 from pillsnap.train.session import Session
 from pillsnap.train.steplog import cuda_mem_mb
 
@@ -51,21 +53,33 @@ def optimizer_step(s: Session, progress: float) -> float:
     return lr
 
 
-def train_epoch(s: Session, epoch: int) -> dict[str, float]:
-    """One pass over this rank's shard; step lines every ``logging.log_every_steps``."""
+Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+
+def train_epoch(s: Session, epoch: int,
+                batches: DevicePrefetcher | Batches | None = None) -> dict[str, float]:
+    """One pass over this rank's shard; step lines every ``logging.log_every_steps``.
+
+    ``batches`` replaces the session's loader (any sized iterable of device batches): the
+    training benchmark feeds batches already on the GPU through the same loop. Returns the
+    epoch's loss and its totals of data and compute time.
+    """
     s.model.train()
-    batches = s.batches(epoch)
+    if batches is None:
+        batches = s.batches(epoch)
     total = len(batches)
     accum, every = s.settings.grad_accum, s.cfg.logging.log_every_steps
     window: dict[str, Any] = {"data": 0.0, "compute": 0.0, "images": 0.0, "n": 0,
                               "loss": torch.zeros((), device=s.device)}
     epoch_loss, epoch_n = torch.zeros((), device=s.device), 0
+    totals = {"data_time": 0.0, "compute_time": 0.0, "images": 0}
     bar = tqdm(total=total, desc=f"epoch {epoch}", unit="batch", disable=not s.dist.main,
                leave=False)
     tick = time.perf_counter()
     for i, (images, labels) in enumerate(batches):
         started = time.perf_counter()
         window["data"] += started - tick
+        totals["data_time"] += started - tick
         if s.on_batch is not None:
             s.on_batch(images, labels)
         last_micro = (i + 1) % accum == 0 or i + 1 == total
@@ -79,11 +93,13 @@ def train_epoch(s: Session, epoch: int) -> dict[str, float]:
             lr = optimizer_step(s, epoch + (i + 1) / total)
         tick = time.perf_counter()
         window["compute"] += tick - started
+        totals["compute_time"] += tick - started
+        totals["images"] += images.shape[0]
         if last_micro and s.step % every == 0:
             _log_window(s, epoch, lr, window)
         bar.update(1)
     bar.close()
-    return {"loss": float(epoch_loss) / max(epoch_n, 1), "batches": epoch_n}
+    return {"loss": float(epoch_loss) / max(epoch_n, 1), "batches": epoch_n, **totals}
 
 
 def _log_window(s: Session, epoch: int, lr: float, w: dict[str, Any]) -> None:
