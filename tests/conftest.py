@@ -1,10 +1,15 @@
-"""Shared fixtures: the repository root and a clean working directory per test."""
+"""Shared fixtures: the repository root, a clean working directory per test, and (built once,
+only when a test asks) a tiny trained classifier + detector and their export folder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from pillsnap.config import PillsnapConfig, load_config
+from pillsnap.data.synth import SynthSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,3 +26,73 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("API_KEY", "LOG_LEVEL", "CORS_ALLOW_ORIGINS", "MODEL_PATH", "TRITON_URL"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+# A tiny trained classifier and detector from synthetic data: the classifier trains one
+# epoch with the real trainer (timm ``test_efficientnet``, 32 px), the detector three epochs
+# of ``yolo11n.yaml`` at 64 px: enough for BatchNorm statistics and for scores above
+# ultralytics' validation threshold, so parity checks mean something. About 15 s on 2 cores.
+
+EXPORT_DATA = SynthSpec(classes=4, train_per_class=8, val_per_class=4, combo_train=8,
+                        combo_val=3, width=128, height=160, seed=11)
+
+
+def tiny_config(base: Path, *extra: str) -> PillsnapConfig:
+    return load_config(None, [
+        "active_feature_set=advanced", f"data.root={base / 'aihub'}",
+        f"data.manifest_dir={base / 'manifest'}", f"pack.out_dir={base / 'packs'}",
+        f"run.out_dir={base / 'runs'}", "run.name=t", "pack.short_side=40", "pack.workers=1",
+        "models.classifier.arch=test_efficientnet", "models.classifier.image_size=32",
+        "models.classifier.pretrained=false", "models.detector.arch=yolo11n",
+        "models.detector.image_size=64", "models.detector.pretrained=false",
+        "train.epochs=1", "train.batch_size=8", "train.compile=none",
+        "train.auto_batch.enabled=false", "train.ema.warmup_steps=2", "train.det.epochs=3",
+        "train.det.batch_size=4", "train.det.workers=0", "dataloader.threads=1",
+        "dataloader.autotune=false", "cache.policy=none", "logging.tensorboard=false",
+        "logging.file=false", "export.parity.samples=16", *extra], env_file=None, environ={})
+
+
+@pytest.fixture(scope="session")
+def export_cfg() -> Callable[..., PillsnapConfig]:
+    """``export_cfg(base, "export.parity.samples=4", ...)``: the tiny run's config."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Dataset, manifest, packs, the classifier's best.pt and the detector's det/best.pt."""
+    from pillsnap.data.pack import build_pack
+    from pillsnap.data.scan import scan
+    from pillsnap.data.synth import generate
+    from pillsnap.train.classifier import train_classifier
+    from pillsnap.train.detect import train_detector
+
+    base = tmp_path_factory.mktemp("export")
+    generate(base / "aihub", EXPORT_DATA, workers=1)
+    scan(base / "aihub", base / "manifest", workers=1)
+    for split in ("train", "val"):
+        build_pack(base / "manifest", base / "aihub", base / "packs" / f"{split}.pack",
+                   split=split, short_side=40, region="pill", workers=1)
+    cfg = tiny_config(base)
+    train_classifier(cfg)
+    det = train_detector(cfg)
+    return {"base": base, "ckpt": base / "runs" / "t" / "best.pt", "det_ckpt": Path(det["best"]),
+            "manifest": base / "manifest", "packs": base / "packs"}
+
+
+@pytest.fixture(scope="session")
+def exported(trained: dict[str, Path]) -> Path:
+    """The export folder of ``trained`` (classifier + detector), as the CLI writes it."""
+    from pillsnap.export.run import export_all
+
+    out = trained["base"] / "export"
+    export_all(tiny_config(trained["base"]), trained["ckpt"], out, det_ckpt=trained["det_ckpt"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def native_module() -> object:
+    """``pillsnap._native`` (the Rust extension)."""
+    from pillsnap.native import native
+
+    return native()

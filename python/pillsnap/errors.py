@@ -46,3 +46,17 @@ class InvalidArgumentError(PillsnapError, ValueError):
 
 class LoaderError(PillsnapError, RuntimeError):
     """The prefetching loader cannot go on (a run of unreadable records, use after fork)."""
+
+
+class ImageTooLargeError(DataError):
+    """An uploaded image has more bytes or pixels than the server accepts."""
+
+
+class ModelError(PillsnapError):
+    """A checkpoint, ONNX model or export folder is missing, unreadable or inconsistent (its
+    class index, metadata or files do not belong together)."""
+
+
+class ParityError(ModelError):
+    """An exported model does not reproduce its PyTorch original within the configured
+    tolerances (``export.parity``); the report next to the model has the numbers."""

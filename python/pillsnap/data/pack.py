@@ -26,6 +26,7 @@ from tqdm import tqdm
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import MANIFEST_FILE, ManifestRow, read_manifest, write_json
 from pillsnap.errors import DataError
+from pillsnap.infer.ops import pill_crop  # one definition for training and serving crops
 from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
@@ -43,22 +44,6 @@ class Item:
     crop: tuple[float, float, float, float] | None
     label: int
     boxes: list[tuple[float, float, float, float, int]]
-
-
-def pill_crop(bbox: list[float], width: int, height: int,
-              margin: float) -> tuple[float, float, float, float]:
-    """The pill's box grown by ``margin`` of its size on each side, squared, inside the photo.
-
-    Square crops keep the pill's aspect free for RandomResizedCrop; the margin keeps the
-    pill's edge and some background, which the single-pill pipeline also sees at inference.
-    """
-    x, y, w, h = bbox
-    side = max(w, h) * (1 + 2 * margin)
-    side = min(side, width, height)
-    cx, cy = x + w / 2, y + h / 2
-    x0 = min(max(0.0, cx - side / 2), width - side)
-    y0 = min(max(0.0, cy - side / 2), height - side)
-    return (x0, y0, side, side)
 
 
 def plan_items(rows: list[ManifestRow], root: Path, classes: ClassIndex, *, region: str,

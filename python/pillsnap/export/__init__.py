@@ -1,6 +1,8 @@
-"""Export: ONNX (opset 17) with parity checks, and the Triton model repository.
+"""Export: ONNX (opset 17) with parity checks, and (next) the Triton model repository.
 
-Entry point (issue 5): ``python -m pillsnap.export --ckpt RUN/best.pt --triton``.
+    python -m pillsnap.export --ckpt runs/exp01/best.pt --det-ckpt runs/exp01/det/best.pt
+
+One folder holds what a server needs (``run.py``); ``pillsnap.infer`` serves it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""Read a classifier ``best.pt`` for export: the network with its weights and what serving needs.
+
+    ck = load_classifier_checkpoint(Path("runs/exp01/best.pt"))
+    ck.model(images)   # eval mode, EMA weights when the run kept them
+
+The checkpoint holds the state dicts, ``arch``, ``image_size``, the class index (K-codes +
+hash), the fitted ``temperature`` and the resolved config as YAML (written by
+``pillsnap.train.classifier.checkpoint_state``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from pillsnap.config.schema import ClassifierConfig
+from pillsnap.data.classes import ClassIndex
+from pillsnap.errors import ModelError
+from pillsnap.logs import log_decision
+from pillsnap.train.checkpoint import CheckpointError, load_checkpoint
+from pillsnap.train.model import create_classifier
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = ("model", "arch", "image_size", "classes", "config")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
+
+
+@dataclass
+class ClassifierCheckpoint:
+    path: Path
+    model: torch.nn.Module
+    weights: str  # "ema" or "model"
+    arch: str
+    image_size: int
+    k_codes: tuple[str, ...]
+    class_hash: str
+    temperature: float
+    epoch: int
+    config: dict[str, Any]  # the resolved training config (plain YAML data)
+
+    def setting(self, dotted: str, default: Any) -> Any:
+        """A training setting, e.g. ``pack.pill_margin`` (``default`` when absent)."""
+        node: Any = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:
+    """Load ``path`` (a CheckpointError when missing or unreadable, ModelError when foreign)."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:  # torch's own text runs to a page: keep its first line
+        first = str(exc).splitlines()[0]
+        hint = "" if "not found" in first else (
+            " (a PillSnap classifier best.pt holds tensors and plain data only; an "
+            "ultralytics detector checkpoint goes to --det-ckpt)")
+        raise CheckpointError(first + hint) from None
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise ModelError(f"{path} is not a PillSnap classifier checkpoint (no {missing}); "
+                         "pass the classifier's best.pt to --ckpt and the detector's "
+                         "det/best.pt to --det-ckpt")
+    k_codes = tuple(state["classes"]["k_codes"])
+    if ClassIndex(k_codes).hash != state["classes"]["hash"]:
+        raise ModelError(f"{path}: class hash {state['classes']['hash']} does not match its "
+                         "K-codes; the checkpoint was edited or damaged")
+    weights = "ema" if state.get("ema") is not None else "model"
+    arch, size = str(state["arch"]), int(state["image_size"])
+    model = create_classifier(ClassifierConfig(arch=arch, image_size=size, pretrained=False,
+                                               drop_rate=0.0, drop_path_rate=0.0), len(k_codes))
+    try:
+        model.load_state_dict(_strip_prefixes(dict(state[weights])))
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: the {weights} weights do not fit {arch} with "
+                         f"{len(k_codes)} classes: {str(exc).splitlines()[0]}") from None
+    log_decision(logger, "export weights", weights,
+                 "EMA weights (what evaluation used)" if weights == "ema"
+                 else "the checkpoint has no EMA weights")
+    return ClassifierCheckpoint(
+        path=path, model=model.eval(), weights=weights, arch=arch, image_size=size,
+        k_codes=k_codes, class_hash=str(state["classes"]["hash"]),
+        temperature=float(state.get("temperature") or 1.0), epoch=int(state.get("epoch", -1)),
+        config=yaml.safe_load(state["config"]) or {})

@@ -1,0 +1,88 @@
+"""Classifier parity: PyTorch vs ONNX Runtime on real validation crops from the val pack.
+
+    report = classifier_parity(ck, Path("artifacts/export/classifier/model.onnx"),
+                               Path("artifacts/pack/val.pack"), samples=64, max_mse=1e-6)
+
+The crops come from the PackLoader's eval path (resize + centre crop, as evaluation saw
+them), normalised by ``pillsnap.infer.ops.normalise``; both runtimes get the same tensor.
+Passes when the logit MSE is at most ``max_mse`` and every top-1 agrees; a batch of one
+must give the same logits as that image inside a batch (the dynamic batch axis works).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from pillsnap.data.classes import ClassIndex
+from pillsnap.data.loader import PackLoader
+from pillsnap.errors import DataError
+from pillsnap.export.checkpoint import ClassifierCheckpoint
+from pillsnap.infer import ops
+from pillsnap.train.inputs import check_pack
+
+BATCH = 16
+
+
+def val_crops(pack: Path, image_size: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` eval crops of ``pack`` as uint8 NHWC, and their labels."""
+    loader = PackLoader(pack, batch_size=min(BATCH, samples), image_size=image_size,
+                        train=False, threads=1, shuffle=False, drop_last=False)
+    images, labels = [], []
+    for batch, y in loader:
+        images.append(batch.permute(0, 2, 3, 1).numpy().copy())  # slots are reused
+        labels.append(y.numpy().copy())
+        if sum(len(b) for b in images) >= samples:
+            break
+    del loader
+    if not images:
+        raise DataError(f"the validation pack {pack} holds no records")
+    return np.concatenate(images)[:samples], np.concatenate(labels)[:samples]
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
+                      samples: int, max_mse: float) -> dict[str, Any]:
+    """Compare logits on ``samples`` val crops; the report ``write_report`` stores."""
+    if not pack.is_file():
+        raise DataError(f"no validation pack at {pack} for the parity check: pack the val "
+                        "split (python -m pillsnap.data pack) or pass --val-pack")
+    check_pack(pack, ClassIndex(ck.k_codes))
+    crops, labels = val_crops(pack, ck.image_size, samples)
+    x = ops.normalise(crops)
+    with torch.no_grad():
+        reference = ck.model.eval()(torch.from_numpy(x)).numpy()
+    sess = session(onnx_path)
+    exported = sess.run(["logits"], {"images": x})[0]
+    single = sess.run(["logits"], {"images": x[:1]})[0]
+    mse = float(np.mean((reference - exported) ** 2))
+    agree = reference.argmax(1) == exported.argmax(1)
+    p_ref = ops.softmax(reference, ck.temperature)
+    p_onnx = ops.softmax(exported, ck.temperature)
+    batch1 = float(np.abs(single[0] - exported[0]).max())
+    checks = {"mse": mse <= max_mse, "top1_identical": bool(agree.all()),
+              "batch_of_one": batch1 <= max(1e-4, 10 * np.sqrt(max_mse)),
+              "finite": bool(np.isfinite(exported).all())}
+    return {
+        "model": "classifier", "onnx": str(onnx_path), "checkpoint": str(ck.path),
+        "weights": ck.weights, "source": str(pack), "samples": len(x),
+        "image_size": ck.image_size, "mse": mse, "max_mse": max_mse,
+        "max_abs_diff": float(np.abs(reference - exported).max()),
+        "logit_scale": float(np.abs(reference).max()),
+        "top1_agreement": float(agree.mean()),
+        "prob_max_abs_diff": float(np.abs(p_ref - p_onnx).max()),
+        "batch1_max_abs_diff": batch1,
+        "pytorch_top1_accuracy": float((reference.argmax(1) == labels).mean()),
+        "onnx_top1_accuracy": float((exported.argmax(1) == labels).mean()),
+        "checks": checks,
+        "summary": f"MSE {mse:.3g} (max {max_mse:g}), top-1 agreement {agree.mean():.4f} on "
+                   f"{len(x)} val crops",
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
+    }

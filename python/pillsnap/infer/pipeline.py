@@ -1,0 +1,131 @@
+"""The in-process ONNX Runtime pipeline: image bytes -> pills with top-k K-codes and metadata.
+
+    pipe = OnnxPipeline.open(Path("artifacts/export"))
+    answer = pipe.predict(image_bytes, pipeline="combo", top_k=5)
+    answer["pills"][0]["top1"]["k_code"], answer["timing_ms"]
+
+single: the classifier sees the whole photo (the pack's shrink + the eval centre crop).
+combo: the detector finds the pills; each box, grown by the training crop margin, is
+classified, ``max_batch`` crops per classifier call. No pill: an empty list and a reason.
+This is the embedded API backend and the reference the Triton pipelines are compared with.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pillsnap.errors import CorruptImageError, ImageTooLargeError, ModelError, UnsupportedImageError
+from pillsnap.infer import ops
+from pillsnap.infer.bundle import Bundle, load_bundle
+
+PIPELINES = ("single", "combo")
+_INPUT_ERRORS = {"unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
+                 "too_large": ImageTooLargeError}
+
+
+class OnnxPipeline:
+    """Both pipelines over one export folder (see the module docstring)."""
+
+    def __init__(self, bundle: Bundle, *, max_batch: int = 32,
+                 max_pixels: int | None = None) -> None:
+        self.bundle = bundle
+        self.max_batch = max_batch
+        self.max_pixels = max_pixels
+        info = bundle.classifier_info
+        self.image_size = int(info["image_size"])
+        self.short_side = int(info["pack_short_side"])
+        self.margin = float(info["crop_margin"])
+        self.temperature = float(info["temperature"])
+        self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
+
+    @classmethod
+    def open(cls, folder: Path, *, threads: int = 0, max_batch: int = 32,
+             max_pixels: int | None = None) -> OnnxPipeline:
+        return cls(load_bundle(folder, threads=threads), max_batch=max_batch,
+                   max_pixels=max_pixels)
+
+    @property
+    def pipelines(self) -> tuple[str, ...]:
+        return PIPELINES if self.bundle.detector is not None else PIPELINES[:1]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Image bytes -> RGB array; bad input raises the matching ``pillsnap.errors`` type."""
+        try:
+            return ops.decode_image(data, max_pixels=self.max_pixels)
+        except ops.ImageInputError as exc:
+            raise _INPUT_ERRORS[exc.kind](str(exc)) from None
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 (n, size, size, 3) crops -> logits (n, classes), ``max_batch`` per call."""
+        x = ops.normalise(crops, self.mean, self.std)
+        out = [self.bundle.classifier.run(["logits"], {"images": x[i:i + self.max_batch]})[0]
+               for i in range(0, len(x), self.max_batch)]
+        classes = len(self.bundle.k_codes)
+        return np.concatenate(out) if out else np.zeros((0, classes), dtype=np.float32)
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Photo -> xyxy boxes in photo pixels and detector scores, best first."""
+        sess, info = self.bundle.detector, self.bundle.detector_info
+        if sess is None or info is None:
+            raise ModelError(f"pipeline=combo needs a detector; {self.bundle.folder} has none "
+                             "(export with --det-ckpt)")
+        tensor, placement = ops.letterbox(image, int(info["image_size"]))
+        output = sess.run(["output0"], {"images": tensor[None]})[0][0]
+        boxes, scores = ops.decode_yolo(output, conf=float(info["conf_threshold"]),
+                                        iou=float(info["iou_threshold"]),
+                                        max_det=int(info["max_detections"]))
+        return ops.boxes_to_image(boxes, placement), scores
+
+    def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5) -> dict[str, Any]:
+        """One photo through ``pipeline``; a JSON-ready answer with per-stage timings."""
+        if pipeline not in self.pipelines:
+            raise ModelError(f"pipeline={pipeline!r} is not available here; choose one of "
+                             f"{', '.join(self.pipelines)}")
+        clock = _Clock()
+        image = self.decode(data)
+        clock.lap("decode")
+        height, width = image.shape[:2]
+        boxes, det_scores = None, None
+        if pipeline == "combo":
+            boxes, det_scores = self.detect(image)
+            clock.lap("detect")
+            regions = ops.box_regions(boxes, width, height, self.margin)
+        else:
+            regions = None
+        crops = ops.classifier_crops(image, regions, size=self.image_size,
+                                     short_side=self.short_side)
+        clock.lap("preprocess")
+        logits = self.classify(crops)
+        clock.lap("classify")
+        found = ops.candidates(*ops.top_k(logits, top_k, self.temperature),
+                               self.bundle.k_codes, self.bundle.drugs) if len(logits) else []
+        pills = [_pill(c, boxes, det_scores, i) for i, c in enumerate(found)]
+        clock.lap("postprocess")
+        return {"pipeline": pipeline, "model_version": self.bundle.model_version,
+                "image": {"width": width, "height": height}, "pills": pills,
+                "reason": None if pills else "no pill found", "timing_ms": clock.laps}
+
+
+def _pill(cands: list[dict[str, Any]], boxes: np.ndarray | None,
+          scores: np.ndarray | None, i: int) -> dict[str, Any]:
+    pill: dict[str, Any] = {"top1": cands[0], "candidates": cands}
+    if boxes is not None and scores is not None:
+        x0, y0, x1, y1 = (round(float(v), 1) for v in boxes[i])
+        pill = {"bbox": [x0, y0, x1, y1], "det_confidence": round(float(scores[i]), 6), **pill}
+    return pill
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = self._start = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self._last) * 1000, 3)
+        self.laps["total"] = round((now - self._start) * 1000, 3)
+        self._last = now
