@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -228,11 +231,78 @@ def test_local_weights_are_used_only_when_present(tmp_path: Path,
 def test_rerun_keeps_the_previous_ultralytics_folder(tmp_path: Path) -> None:
     from pillsnap.train.detect import _set_aside_previous
 
-    cfg = load_config(None, ["active_feature_set=advanced"], env_file=None)
     folder = tmp_path / "ultralytics"
     for run in ("first", "second"):
         folder.mkdir()
         (folder / "results.csv").write_text(run)
-        _set_aside_previous(cfg, folder)
+        _set_aside_previous(folder)
         assert not folder.exists()
     assert (tmp_path / "ultralytics.prev" / "results.csv").read_text() == "second"
+
+
+def _det_config(tmp_path: Path, manifest: tuple[Path, Path], epochs: int) -> Path:
+    root, manifest_dir = manifest
+    cfg = {"active_feature_set": "advanced",
+           "run": {"out_dir": str(tmp_path / "runs"), "name": "tiny"},
+           "data": {"root": str(root), "manifest_dir": str(manifest_dir)},
+           "pack": {"out_dir": str(tmp_path / "pack"), "workers": 1},
+           "models": {"detector": {"arch": "yolo11n", "image_size": 64, "pretrained": False}},
+           "logging": {"tensorboard": False},
+           "train": {"task": "det", "det": {"epochs": epochs, "batch_size": 4, "workers": 0,
+                                            "patience": 0}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_detector_killed_mid_run_resumes_from_last(manifest: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    _det_config(tmp_path, manifest, epochs=8)
+    env = {**_child_env(), "YOLO_OFFLINE": "1"}
+    command = [sys.executable, "-m", "pillsnap.train.detect", "--cfg", "cfg.yaml"]
+    weights = tmp_path / "runs" / "tiny" / "det" / "ultralytics" / "weights"
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (weights / "last.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no last.pt after 4 minutes"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # after the first epoch's checkpoint, mid-run
+    proc.wait()
+    results = weights.parent / "results.csv"
+    done_before = len(results.read_text().splitlines()) - 1
+    assert 1 <= done_before < 8
+
+    resumed = subprocess.run([*command, "train.resume=last"], capture_output=True, text=True,
+                             check=False, cwd=tmp_path, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "decision: det resume=" in resumed.stderr
+    with results.open(encoding="utf-8") as f:
+        epochs = [int(float(row["epoch"])) for row in csv.DictReader(
+            f, skipinitialspace=True)]
+    assert epochs == list(range(1, 9))  # continued, not restarted: each epoch once
+    metrics = json.loads((weights.parents[1] / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 8
+
+    # the finished run has no optimizer state left: resuming it is refused, clearly
+    again = subprocess.run([*command, "train.resume=last"], capture_output=True, text=True,
+                           check=False, cwd=tmp_path, env=env, timeout=120)
+    assert again.returncode == 2
+    assert "from a finished run" in again.stderr
+
+
+def test_resume_of_a_missing_or_torn_checkpoint_is_refused(tmp_path: Path) -> None:
+    from pillsnap.errors import DataError
+    from pillsnap.train.detect import resume_checkpoint
+
+    cfg = load_config(None, ["active_feature_set=advanced", "train.resume=last"], env_file=None)
+    with pytest.raises(DataError, match="no detector checkpoint"):
+        resume_checkpoint(cfg, tmp_path)
+    torn = tmp_path / "ultralytics" / "weights" / "last.pt"
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(DataError, match="cannot be read"):
+        resume_checkpoint(cfg, tmp_path)
+    cfg.train.resume = None
+    assert resume_checkpoint(cfg, tmp_path) is None

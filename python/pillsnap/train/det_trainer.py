@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -84,3 +85,17 @@ class Map50Trainer(DetectionTrainer):
     def _setup_train(self) -> None:
         with mock.patch.object(trainer_module, "check_amp", _amp_without_download):
             super()._setup_train()
+
+    def save_model(self) -> None:
+        """ultralytics writes last.pt/best.pt in place; a kill mid-write would leave a torn
+        file that ``train.resume=last`` cannot load. Write beside them, then rename."""
+        final: tuple[Path, Path] = (self.last, self.best)
+        self.last, self.best = (p.with_name(p.name + ".tmp") for p in final)
+        try:
+            super().save_model()
+        finally:
+            written = (self.last, self.best)
+            self.last, self.best = final
+        for tmp, target in zip(written, final, strict=True):
+            if tmp.exists():
+                tmp.replace(target)

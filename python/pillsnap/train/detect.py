@@ -11,6 +11,8 @@ Reads ``pack.out_dir/yolo/data.yaml`` (written by ``python -m pillsnap.data pack
 ``run_dir = run.out_dir/run.name``:
 
     best.pt, last.pt   ultralytics checkpoints + the resolved PillSnap config (key "pillsnap")
+                       (``train.resume=last`` continues from ultralytics/weights/last.pt,
+                       written after every epoch)
     metrics.json       mAP@0.5, mAP@0.5:0.95, precision, recall of best.pt on the val split
     config.yaml        the resolved config
     data.yaml          the dataset description ultralytics read
@@ -57,7 +59,9 @@ def train_detector(cfg: PillsnapConfig) -> dict[str, Any]:
     det_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, det_dir / "config.yaml")
     data_yaml = _dataset(cfg, det_dir)
-    _set_aside_previous(cfg, det_dir / "ultralytics")
+    resume = resume_checkpoint(cfg, det_dir)
+    if resume is None:
+        _set_aside_previous(det_dir / "ultralytics")
 
     from pillsnap.train.ultralytics_env import prepare_ultralytics
 
@@ -66,17 +70,27 @@ def train_detector(cfg: PillsnapConfig) -> dict[str, Any]:
 
     from pillsnap.train.det_trainer import Map50Trainer
 
-    model, pretrained = _model(cfg)
-    model.add_callback("on_fit_epoch_end", _log_epoch)
     device, amp = _device(cfg, torch.cuda.is_available())
     det = cfg.train.det
     started = time.perf_counter()
-    model.train(trainer=Map50Trainer, data=str(data_yaml), epochs=det.epochs,
-                batch=det.batch_size, imgsz=cfg.models.detector.image_size,
-                patience=det.patience, workers=det.workers, device=device, amp=amp,
-                seed=cfg.run.seed, deterministic=cfg.run.deterministic, pretrained=pretrained,
-                project=str(det_dir.resolve()), name="ultralytics", exist_ok=True,
-                plots=False)  # plots need Arial.ttf, a download
+    if resume is not None:
+        from ultralytics import YOLO
+
+        model = YOLO(str(resume))
+        model.add_callback("on_fit_epoch_end", _log_epoch)
+        # The checkpoint's own arguments (epochs, lr, ...) win; data, device and workers
+        # may differ on the machine that continues the run.
+        model.train(trainer=Map50Trainer, resume=True, data=str(data_yaml), device=device,
+                    workers=det.workers)
+    else:
+        model, pretrained = _model(cfg)
+        model.add_callback("on_fit_epoch_end", _log_epoch)
+        model.train(trainer=Map50Trainer, data=str(data_yaml), epochs=det.epochs,
+                    batch=det.batch_size, imgsz=cfg.models.detector.image_size,
+                    patience=det.patience, workers=det.workers, device=device, amp=amp,
+                    seed=cfg.run.seed, deterministic=cfg.run.deterministic,
+                    pretrained=pretrained, project=str(det_dir.resolve()), name="ultralytics",
+                    exist_ok=True, plots=False)  # plots need Arial.ttf, a download
     seconds = time.perf_counter() - started
     trainer = model.trainer
     metrics = _metrics(trainer, seconds, device, amp)
@@ -90,11 +104,34 @@ def train_detector(cfg: PillsnapConfig) -> dict[str, Any]:
     return {"det_dir": str(det_dir), "best": str(best), "last": str(last), "metrics": metrics}
 
 
-def _set_aside_previous(cfg: PillsnapConfig, folder: Path) -> None:
+def resume_checkpoint(cfg: PillsnapConfig, det_dir: Path) -> Path | None:
+    """The checkpoint ``train.resume`` names (``last``: this run's own), checked resumable.
+
+    ultralytics writes ``ultralytics/weights/last.pt`` after every epoch (atomically, see
+    ``Map50Trainer.save_model``) and strips its optimizer state when the run ends, so a
+    finished run cannot be resumed: that is an error here, not a silent fresh start.
+    """
+    wanted = cfg.train.resume
+    if wanted is None:
+        return None
+    path = det_dir / "ultralytics" / "weights" / "last.pt" if wanted == "last" else Path(wanted)
+    if not path.is_file():
+        raise DataError(f"train.resume={wanted}: no detector checkpoint at {path}")
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # ultralytics' format
+    except Exception as exc:
+        raise DataError(f"train.resume={wanted}: {path} cannot be read ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("optimizer") is None or ckpt.get("epoch", -1) < 0:
+        raise DataError(f"train.resume={wanted}: {path} is from a finished run (no optimizer "
+                        "state); start a new run with another run.name")
+    log_decision(logger, "det resume", path, f"continuing after epoch {int(ckpt['epoch']) + 1}")
+    return path
+
+
+def _set_aside_previous(folder: Path) -> None:
     """Keep one earlier run as ``ultralytics.prev``: a rerun must not append to its CSV."""
-    if cfg.train.resume is not None:
-        log_decision(logger, "det resume", "no", f"train.resume={cfg.train.resume!r} is not "
-                     "implemented for the detector: a fresh run", fallback=True)
     if folder.exists():
         previous = folder.with_name(folder.name + ".prev")
         shutil.rmtree(previous, ignore_errors=True)
