@@ -3,6 +3,7 @@
     python -m pillsnap.export --ckpt runs/exp01/best.pt
     python -m pillsnap.export --ckpt runs/exp01/best.pt --det-ckpt runs/exp01/det/best.pt \\
         --out artifacts/export export.parity.samples=128
+    python -m pillsnap.export --ckpt runs/exp01/best.pt --quantize int8   # + INT8 classifier
 
 Training settings (pack folder, crop margin, image size) come from the checkpoint; export
 settings (``export.*``: opset, parity tolerances, default ``--out``) from ``--cfg`` and
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="YOLO data.yaml for detector parity (default: the run's dataset)")
     parser.add_argument("--manifest", type=Path, default=None,
                         help="folder with drugs.json (default: the run's data.manifest_dir)")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="also write classifier/model.int8.onnx (static quantization "
+                        "calibrated on the train pack) with int8_report.json")
     add_config_args(parser)
     return parser
 
@@ -52,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
         record = export_all(cfg, args.ckpt, args.out or Path(cfg.export.out_dir),
                             det_ckpt=args.det_ckpt, val_pack=args.val_pack,
-                            det_data=args.det_data, manifest=args.manifest)
+                            det_data=args.det_data, manifest=args.manifest,
+                            quantize=args.quantize)
     except PillsnapError as exc:
         logger.error("%s", exc)
         return 2

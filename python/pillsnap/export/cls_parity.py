@@ -28,10 +28,12 @@ from pillsnap.train.inputs import check_pack
 BATCH = 16
 
 
-def val_crops(pack: Path, image_size: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``samples`` eval crops of ``pack`` as uint8 NHWC, and their labels."""
+def val_crops(pack: Path, image_size: int, samples: int,
+              shuffle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` eval crops of ``pack`` as uint8 NHWC, and their labels: the first ones,
+    or (``shuffle``) a seeded random draw across the whole pack."""
     loader = PackLoader(pack, batch_size=min(BATCH, samples), image_size=image_size,
-                        train=False, threads=1, shuffle=False, drop_last=False)
+                        train=False, threads=1, shuffle=shuffle, seed=0, drop_last=False)
     images, labels = [], []
     for batch, y in loader:
         images.append(batch.permute(0, 2, 3, 1).numpy().copy())  # slots are reused

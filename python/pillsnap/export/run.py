@@ -3,6 +3,7 @@
     OUT/export.json                   what is here: versions, files, preprocessing settings
     OUT/classes.json, OUT/drugs.json  the class index and the drug table of its K-codes
     OUT/classifier/model.onnx         + parity_report.json
+    OUT/classifier/model.int8.onnx    + int8_report.json (with --quantize int8)
     OUT/detector/model.onnx           + parity_report.json (with --det-ckpt)
 
 ``export.json`` is written last: a folder without it is an unfinished export.
@@ -29,16 +30,22 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FILE = "export.json"
 MODEL_FILE = "model.onnx"
+INT8_REPORT = "int8_report.json"
 
 
 def export_all(cfg: PillsnapConfig, ckpt: Path, out: Path, *, det_ckpt: Path | None = None,
                val_pack: Path | None = None, det_data: Path | None = None,
-               manifest: Path | None = None) -> dict[str, Any]:
-    """Export, check parity, copy the tables; return what ``export.json`` records."""
+               manifest: Path | None = None, quantize: str | None = None) -> dict[str, Any]:
+    """Export, check parity, copy the tables; return what ``export.json`` records.
+
+    ``quantize="int8"`` adds ``classifier/model.int8.onnx`` and its report (see int8.py).
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / EXPORT_FILE).unlink(missing_ok=True)  # unfinished until rewritten
     ck = load_classifier_checkpoint(ckpt)
     record: dict[str, Any] = {"format": 1, "classifier": _classifier(cfg, ck, out, val_pack)}
+    if quantize == "int8":
+        record["classifier"]["int8"] = _int8(cfg, ck, out, val_pack)
     record.update(_tables(ck, out, manifest))
     record["detector"] = (_detector(cfg, det_ckpt, out, det_data)
                           if det_ckpt is not None else None)
@@ -62,6 +69,28 @@ def _classifier(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
     return {"file": f"classifier/{MODEL_FILE}", "checkpoint": str(ck.path),
             "parity": {k: report[k] for k in ("mse", "top1_agreement", "samples")},
             **{k: v for k, v in meta.items() if k not in ("k_codes", "input", "output")}}
+
+
+def _int8(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
+          val_pack: Path | None) -> dict[str, Any]:
+    from pillsnap.export.int8 import quantize_classifier
+
+    packs = Path(ck.setting("pack.out_dir", "artifacts/pack"))
+    report = quantize_classifier(
+        out / "classifier" / MODEL_FILE, calibration_pack=packs / "train.pack",
+        val_pack=val_pack or packs / "val.pack", image_size=ck.image_size,
+        calibration_images=cfg.export.int8_calibration_images,
+        eval_samples=max(cfg.export.parity.samples, 256), temperature=ck.temperature)
+    (out / "classifier" / INT8_REPORT).write_text(json.dumps(report, indent=2) + "\n",
+                                                   encoding="utf-8")
+    if report["top1_agreement"] < 0.98:
+        logger.warning("the INT8 classifier disagrees with FP32 on %.1f%% of val crops; keep "
+                       "serving FP32 (details in %s)", 100 * (1 - report["top1_agreement"]),
+                       out / "classifier" / INT8_REPORT)
+    return {"file": f"classifier/{report['int8']['file']}", "top1_change": report["top1_change"],
+            "top1_agreement": report["top1_agreement"],
+            "speedup_batch1": report["speedup_batch1"],
+            "speedup_batch16": report["speedup_batch16"]}
 
 
 def _tables(ck: ClassifierCheckpoint, out: Path, manifest: Path | None) -> dict[str, str]:
