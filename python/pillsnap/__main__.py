@@ -8,6 +8,8 @@ COMMANDS = """PillSnap commands:
   python -m pillsnap.config    show | check (the resolved config)
   python -m pillsnap.train     train what train.task asks (cls: the classifier)
   python -m pillsnap.export    ONNX export of best.pt (+ det/best.pt) with parity checks
+  python -m pillsnap.ops       release | rollback | backup | rotate-logs (operations)
+  python -m pillsnap.bench     loader | train | latency (benchmarks)
 """
 
 if __name__ == "__main__":
