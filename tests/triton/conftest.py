@@ -21,6 +21,7 @@ from pillsnap.export.metadata import write_metadata
 from pillsnap.serve.triton_server import Ports, TritonLaunch, TritonServer
 
 MAX_BATCH = 2
+MAX_PIXELS = 100_000  # the test photos have 20,480; a 400x300 upload is too large
 
 
 def free_ports() -> Ports:
@@ -36,7 +37,8 @@ def free_ports() -> Ports:
 
 def write_repo(export: Path, out: Path) -> Path:
     code = export_main(["--triton", "--from", str(export), "--out", str(out),
-                        f"triton.classifier_max_batch={MAX_BATCH}", "triton.cpu_threads=1"])
+                        f"triton.classifier_max_batch={MAX_BATCH}", "triton.cpu_threads=1",
+                        f"serve.max_pixels={MAX_PIXELS}"])
     assert code == 0
     return out
 

@@ -10,6 +10,7 @@ message that names it. Servers: see conftest.py (started once per module, about 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from pillsnap.errors import ServerError
@@ -37,12 +39,16 @@ TOP_K = 3
 
 
 def ask(server: TritonServer, model: str, data: bytes, top_k: int = TOP_K) -> dict[str, Any]:
-    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
     image = httpclient.InferInput("IMAGE", [len(data)], "UINT8")
     image.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8))
     k = httpclient.InferInput("TOP_K", [1], "INT32")
     k.set_data_from_numpy(np.array([top_k], dtype=np.int32))
-    result = client.infer(model, [image, k]).as_numpy("RESULT")
+    # closed after each call: Triton's stop waits for open keep-alive connections
+    client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    try:
+        result = client.infer(model, [image, k]).as_numpy("RESULT")
+    finally:
+        client.close()
     assert result.shape == (1,)
     return json.loads(result[0].decode("utf-8"))
 
@@ -102,8 +108,10 @@ def test_more_pills_than_the_classifier_s_max_batch(many_server: TritonServer,
 
 def test_bad_uploads_fail_with_their_kind(zero_server: TritonServer,
                                           test_photos: list[bytes]) -> None:
+    big = io.BytesIO()
+    Image.new("RGB", (400, 300)).save(big, "PNG")  # 120,000 pixels; serve.max_pixels=100,000
     cases = {b"%PDF-1.4 not a photo": "unsupported", test_photos[0][:200]: "corrupt",
-             b"": "unsupported"}
+             b"": "unsupported", big.getvalue(): "too_large"}
     for data, kind in cases.items():
         for model in ("pill_single", "pill_combo"):
             with pytest.raises(InferenceServerException) as info:
@@ -120,6 +128,7 @@ def test_version_readiness_and_restricted_admin_api(zero_server: TritonServer,
         assert client.is_model_ready(model)
         params = client.get_model_config(model)["parameters"]
         assert params["pillsnap_model_version"]["string_value"] == version
+    client.close()
     index = f"{zero_server.url}/v2/repository/index"
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(urllib.request.Request(index, data=b"{}"), timeout=5)

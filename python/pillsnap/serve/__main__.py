@@ -65,6 +65,7 @@ def launch_from(cfg: PillsnapConfig, args: argparse.Namespace) -> TritonLaunch:
     return TritonLaunch(repository=args.repository or Path(t.repository),
                         ports=Ports(t.http_port, t.grpc_port, t.metrics_port),
                         cpu=args.cpu and not args.docker, startup_timeout_s=t.startup_timeout_s,
+                        exit_timeout_s=t.exit_timeout_s,
                         admin_header=t.admin_header, **extra)
 
 

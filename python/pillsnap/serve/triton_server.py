@@ -63,6 +63,9 @@ class TritonLaunch:
     ports: Ports
     cpu: bool = True  # --model-config-name=cpu: ONNX Runtime on the CPU via python models
     startup_timeout_s: float = 120.0
+    # Triton waits this long on stop for in-flight requests *and* idle keep-alive
+    # connections (a proxy's pool always has some), so it bounds every shutdown
+    exit_timeout_s: int = 10
     admin_header: str = "triton-admin-key"
     admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     host: str = "127.0.0.1"  # where this process polls readiness
@@ -89,7 +92,8 @@ def production_flags(launch: TritonLaunch, repository: str) -> list[str]:
     restricted = f"{RESTRICTED_APIS}:{launch.admin_header}={launch.admin_key}"
     flags = [f"--model-repository={repository}", "--model-control-mode=none",
              "--disable-auto-complete-config", "--strict-readiness=true",
-             "--exit-on-error=true", f"--http-port={launch.ports.http}",
+             "--exit-on-error=true", f"--exit-timeout-secs={launch.exit_timeout_s}",
+             f"--http-port={launch.ports.http}",
              f"--grpc-port={launch.ports.grpc}", f"--metrics-port={launch.ports.metrics}",
              f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
     if launch.cpu:
@@ -236,11 +240,13 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL to the whole group."""
+    def stop(self) -> None:
+        """SIGTERM (Triton drains requests for ``exit_timeout_s``), then SIGKILL to the whole
+        group if it is still there 15 s later."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        timeout = self.launch.exit_timeout_s + 15.0
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
