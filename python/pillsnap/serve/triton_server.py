@@ -255,6 +255,10 @@ class TritonServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # its python stubs too
             process.wait()
+            # a killed server leaves its python backend's shm regions behind; the prefix
+            # is this server's own, so nothing else matches it
+            for region in Path("/dev/shm").glob(f"{self.launch.shm_prefix}*"):
+                region.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 25) -> str:
         if self.log_file is None or not self.log_file.is_file():
