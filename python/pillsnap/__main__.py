@@ -7,7 +7,9 @@ COMMANDS = """PillSnap commands:
   python -m pillsnap.data      synth | scan | stage (dataset tools)
   python -m pillsnap.config    show | check (the resolved config)
   python -m pillsnap.train     train what train.task asks (cls: the classifier)
-  python -m pillsnap.export    ONNX export of best.pt (+ det/best.pt) with parity checks
+  python -m pillsnap.export    ONNX export of best.pt (+ det/best.pt) with parity checks;
+                               --triton writes the Triton model repository
+  python -m pillsnap.serve     triton: run tritonserver on the repository (--docker: GPU)
   python -m pillsnap.ops       release | rollback | backup | rotate-logs (operations)
   python -m pillsnap.bench     loader | train | latency (benchmarks)
 """

@@ -60,3 +60,8 @@ class ModelError(PillsnapError):
 class ParityError(ModelError):
     """An exported model does not reproduce its PyTorch original within the configured
     tolerances (``export.parity``); the report next to the model has the numbers."""
+
+
+class ServerError(PillsnapError, RuntimeError):
+    """A model server (tritonserver) cannot be found, fails to start or to load its models;
+    the message carries the reason and the tail of the server's log."""

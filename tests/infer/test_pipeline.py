@@ -49,6 +49,7 @@ def test_single_and_combo_answers(exported: Path, trained: dict[str, Path]) -> N
     photo = sorted((trained["base"] / "aihub").rglob("*_단일/*/*.png"))[0]
     answer = pipe.predict(photo.read_bytes(), pipeline="single", top_k=3)
     assert answer["pipeline"] == "single" and len(answer["pills"]) == 1
+    assert answer["recommend_combo"] is False
     pill = answer["pills"][0]
     assert len(pill["candidates"]) == 3 and pill["top1"] == pill["candidates"][0]
     confidences = [c["confidence"] for c in pill["candidates"]]
@@ -62,6 +63,7 @@ def test_single_and_combo_answers(exported: Path, trained: dict[str, Path]) -> N
 
     combo = sorted((trained["base"] / "aihub").rglob("*_조합/*/*.png"))[0].read_bytes()
     answer = pipe.predict(combo, pipeline="combo")
+    assert answer["recommend_combo"] is False
     if not answer["pills"]:  # the three-epoch detector rarely passes conf 0.25
         assert answer["reason"] == "no pill found"
     # at ultralytics' validation threshold it finds boxes: each is cropped and classified,
@@ -78,6 +80,58 @@ def test_single_and_combo_answers(exported: Path, trained: dict[str, Path]) -> N
         [p["top1"]["confidence"] for p in many["pills"]], abs=1e-5)
 
 
+def test_single_classifies_the_best_box_and_recommends_combo(exported: Path,
+                                                             trained: dict[str, Path]) -> None:
+    """The classifier learnt pill crops: single mode crops the detector's best box as combo
+    does, and 2+ detections only recommend combo."""
+    pipe = OnnxPipeline.open(exported)
+    assert pipe.region == "pill" and pipe.single_detects
+    combo = sorted((trained["base"] / "aihub").rglob("*_조합/*/*.png"))[0].read_bytes()
+    pipe.bundle.detector_info.values["conf_threshold"] = 0.001
+    many = pipe.predict(combo, pipeline="combo", top_k=2)
+    single = pipe.predict(combo, pipeline="single", top_k=2)
+    assert len(many["pills"]) >= 2 and many["recommend_combo"] is False
+    assert single["recommend_combo"] is True and single["reason"] is None
+    assert single["pills"] == many["pills"][:1]  # the best box, cropped and classified alike
+    assert "detect" in single["timing_ms"]
+
+    # no box found: the whole photo is classified, and the answer says so
+    pipe.bundle.detector_info.values["conf_threshold"] = 1.0
+    fallback = pipe.predict(combo, pipeline="single")
+    assert fallback["reason"] == ops.WHOLE_PHOTO and fallback["recommend_combo"] is False
+    assert len(fallback["pills"]) == 1 and "bbox" not in fallback["pills"][0]
+    assert pipe.predict(combo, pipeline="combo")["pills"] == []
+
+    # a classifier trained on whole photos gets the whole photo, detector or not
+    pipe.bundle.detector_info.values["conf_threshold"] = 0.001
+    pipe.bundle.classifier_info.values["pack_region"] = "image"
+    whole = OnnxPipeline(pipe.bundle).predict(combo, pipeline="single")
+    assert whole["reason"] is None and whole["recommend_combo"] is False
+    assert "bbox" not in whole["pills"][0] and "detect" not in whole["timing_ms"]
+    assert whole["pills"][0]["candidates"] == fallback["pills"][0]["candidates"]
+
+
+def _single_only(exported: Path, folder: Path) -> Path:
+    shutil.copytree(exported, folder, ignore=shutil.ignore_patterns("detector"))
+    record = json.loads((folder / "export.json").read_text(encoding="utf-8"))
+    record["detector"] = None
+    (folder / "export.json").write_text(json.dumps(record), encoding="utf-8")
+    return folder
+
+
+def test_single_without_a_detector_warns_once_and_uses_the_whole_photo(
+        exported: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    photo = next((exported.parent / "aihub").rglob("*.png")).read_bytes()
+    with caplog.at_level("WARNING", logger="pillsnap.infer.pipeline"):
+        pipe = OnnxPipeline.open(_single_only(exported, tmp_path / "single"))
+        answer = pipe.predict(photo)
+        pipe.predict(photo)
+    warnings = [r for r in caplog.records if "no detector" in r.getMessage()]
+    assert len(warnings) == 1 and "--det-ckpt" in warnings[0].getMessage()
+    assert len(answer["pills"]) == 1 and answer["reason"] is None
+    assert answer["recommend_combo"] is False and "detect" not in answer["timing_ms"]
+
+
 def test_bad_input_and_incomplete_exports_get_clear_errors(exported: Path,
                                                            tmp_path: Path) -> None:
     pipe = OnnxPipeline.open(exported)
@@ -89,11 +143,7 @@ def test_bad_input_and_incomplete_exports_get_clear_errors(exported: Path,
     with pytest.raises(ModelError, match="pipeline='triple'"):
         pipe.predict(photo, pipeline="triple")
 
-    single_only = tmp_path / "single"
-    shutil.copytree(exported, single_only, ignore=shutil.ignore_patterns("detector"))
-    record = json.loads((single_only / "export.json").read_text(encoding="utf-8"))
-    record["detector"] = None
-    (single_only / "export.json").write_text(json.dumps(record), encoding="utf-8")
+    single_only = _single_only(exported, tmp_path / "single")
     with pytest.raises(ModelError, match="not available here; choose one of single"):
         OnnxPipeline.open(single_only).predict(photo, pipeline="combo")
 

@@ -204,6 +204,10 @@ class TritonConfig(Section):
     instances: int = Field(1, ge=1)
     tensorrt_fp16: bool = False
     warmup: bool = True
+    cpu_threads: int = Field(0, ge=0)  # ONNX Runtime threads per CPU-config model; 0: its choice
+    startup_timeout_s: float = Field(120.0, gt=0.0)
+    exit_timeout_s: int = Field(10, ge=0)  # on stop, Triton drains requests and connections
+    admin_header: str = "triton-admin-key"  # restricted APIs need this header (TRITON_ADMIN_KEY)
     launcher: Literal["bundled", "docker"] = "bundled"
     docker_image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"
 

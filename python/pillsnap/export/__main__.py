@@ -4,6 +4,12 @@
     python -m pillsnap.export --ckpt runs/exp01/best.pt --det-ckpt runs/exp01/det/best.pt \\
         --out artifacts/export export.parity.samples=128
     python -m pillsnap.export --ckpt runs/exp01/best.pt --quantize int8   # + INT8 classifier
+    python -m pillsnap.export --triton [--from artifacts/export] [--out triton_models]
+    python -m pillsnap.export --ckpt runs/exp01/best.pt --det-ckpt ... --triton
+
+``--triton`` writes the Triton model repository (``triton.*`` settings; default ``--out``
+``triton.repository``) from the export folder ``--from`` (default ``export.out_dir``); with
+``--ckpt`` too, it exports into that folder first. Layout and contract: docs/triton.md.
 
 Training settings (pack folder, crop margin, image size) come from the checkpoint; export
 settings (``export.*``: opset, parity tolerances, default ``--out``) from ``--cfg`` and
@@ -18,7 +24,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+from pillsnap.config import PillsnapConfig
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.errors import PillsnapError
 from pillsnap.logs import setup_logging
@@ -29,11 +37,18 @@ logger = logging.getLogger("pillsnap.export")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pillsnap.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=Path, required=True, help="classifier best.pt")
+    parser.add_argument("--ckpt", type=Path, default=None,
+                        help="classifier best.pt (required unless --triton)")
     parser.add_argument("--det-ckpt", type=Path, default=None,
                         help="detector det/best.pt (adds the combo pipeline)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="export folder (default: export.out_dir)")
+                        help="export folder (default: export.out_dir); with --triton the "
+                        "model repository (default: triton.repository)")
+    parser.add_argument("--triton", action="store_true",
+                        help="write the Triton model repository from an export folder")
+    parser.add_argument("--from", dest="source", type=Path, default=None,
+                        help="with --triton: the export folder to read (default: "
+                        "export.out_dir)")
     parser.add_argument("--val-pack", type=Path, default=None,
                         help="val.pack for classifier parity (default: the run's pack.out_dir)")
     parser.add_argument("--det-data", type=Path, default=None,
@@ -48,21 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, argv)
+    if args.ckpt is None and not args.triton:
+        parser.error("--ckpt is required (or --triton to build a repository from an export)")
     try:
         cfg = config_from_args(args)
         setup_logging(cfg.logging.level)
-        from pillsnap.export.run import export_all
-
-        record = export_all(cfg, args.ckpt, args.out or Path(cfg.export.out_dir),
-                            det_ckpt=args.det_ckpt, val_pack=args.val_pack,
-                            det_data=args.det_data, manifest=args.manifest,
-                            quantize=args.quantize)
+        result = _run(cfg, args)
     except PillsnapError as exc:
         logger.error("%s", exc)
         return 2
-    print(json.dumps(record, indent=2, ensure_ascii=False))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def _run(cfg: PillsnapConfig, args: argparse.Namespace) -> dict[str, Any]:
+    export_dir = (args.source or Path(cfg.export.out_dir)) if args.triton else \
+        (args.out or Path(cfg.export.out_dir))
+    record = None
+    if args.ckpt is not None:
+        from pillsnap.export.run import export_all
+
+        record = export_all(cfg, args.ckpt, export_dir, det_ckpt=args.det_ckpt,
+                            val_pack=args.val_pack, det_data=args.det_data,
+                            manifest=args.manifest, quantize=args.quantize)
+    if not args.triton:
+        return record or {}
+    from pillsnap.export.triton.repository import write_repository
+
+    return write_repository(export_dir, args.out or Path(cfg.triton.repository), cfg.triton,
+                            cfg.serve)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import here (the file must work on its own). Test: ``python -m pytest tests/infe
 
 What training saw, and therefore what the classifier gets here:
 - a pill region is the detector's (or labelled) box grown by ``margin`` on each side and
-  squared (``pill_crop``, also used by the pack writer); single mode uses the whole photo;
+  squared (``pill_crop``, also used by the pack writer); single mode classifies the
+  detector's best box when there is a detector (``select_pills``), else the whole photo;
 - the region is shrunk so its short side is at most ``short_side`` (the pack writer's
   bilinear antialiased resize), then the loader's eval transform ``Resize(size / 0.875)`` +
   ``CenterCrop(size)`` is applied (``eval_crop``, same numbers as the Rust loader);
@@ -179,6 +180,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
+def detections(output: np.ndarray, placement: Letterbox, *, conf: float, iou: float,
+               max_det: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image's detector output -> xyxy boxes in photo pixels and scores, best first."""
+    boxes, scores = decode_yolo(output, conf=conf, iou=iou, max_det=max_det)
+    return boxes_to_image(boxes, placement), scores.astype(np.float32)
+
+
 def decode_yolo(output: np.ndarray, *, conf: float, iou: float,
                 max_det: int) -> tuple[np.ndarray, np.ndarray]:
     """One image's ultralytics detect output ``(4 + classes, anchors)`` -> xyxy boxes, scores.
@@ -332,3 +340,70 @@ def candidates(indices: np.ndarray, probs: np.ndarray, k_codes: Sequence[str],
         out.append([{**drug_info(k_codes[int(i)], drugs), "confidence": round(float(p), 6)}
                     for i, p in zip(row_i, row_p, strict=True)])
     return out
+
+
+# ---------------------------------------------------------------------------- the answer
+
+NO_PILL = "no pill found"
+WHOLE_PHOTO = "no pill detected; the whole photo was classified"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a pipeline classifies: ``regions`` (``None``: the whole photo) and, when they came
+    from the detector, their ``boxes`` (xyxy photo pixels) and ``scores`` for the answer."""
+
+    regions: list[Region] | None
+    boxes: np.ndarray | None
+    scores: np.ndarray | None
+    recommend_combo: bool
+    reason: str | None
+
+
+def select_pills(pipeline: str, boxes: np.ndarray | None, scores: np.ndarray | None,
+                 width: int, height: int, *, margin: float) -> Selection:
+    """The pipelines' rule for what to classify, given the detections (``None``: no detector).
+
+    combo: every box. single: the best box only, because the classifier learnt pill crops,
+    not photos; 2+ boxes only *recommend* combo (the caller chose the pipeline). single
+    with no box, or with no detector, classifies the whole photo.
+    """
+    if pipeline not in ("single", "combo"):
+        raise ValueError(f"unknown pipeline {pipeline!r}: single or combo")
+    if boxes is None or scores is None:
+        if pipeline == "combo":
+            raise ValueError("pipeline=combo needs detections")
+        return Selection(None, None, None, False, None)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if pipeline == "combo":
+        return Selection(box_regions(boxes, width, height, margin), boxes, scores, False,
+                         None if len(boxes) else NO_PILL)
+    if not len(boxes):
+        return Selection(None, None, None, False, WHOLE_PHOTO)
+    return Selection(box_regions(boxes[:1], width, height, margin), boxes[:1], scores[:1],
+                     len(boxes) >= 2, None)
+
+
+def pill_entries(found: Sequence[list[dict[str, Any]]], boxes: np.ndarray | None,
+                 scores: np.ndarray | None) -> list[dict[str, Any]]:
+    """Per classified region: ``top1``, ``candidates`` and, for detector boxes, ``bbox``
+    (xyxy photo pixels, 0.1 px) and ``det_confidence``."""
+    pills = []
+    for i, cands in enumerate(found):
+        pill: dict[str, Any] = {"top1": cands[0], "candidates": cands}
+        if boxes is not None and scores is not None:
+            x0, y0, x1, y1 = (round(float(v), 1) for v in boxes[i])
+            pill = {"bbox": [x0, y0, x1, y1], "det_confidence": round(float(scores[i]), 6),
+                    **pill}
+        pills.append(pill)
+    return pills
+
+
+def answer(found: Sequence[list[dict[str, Any]]], selection: Selection, width: int,
+           height: int) -> dict[str, Any]:
+    """The part of a prediction both servers return identically (Triton's ``RESULT``)."""
+    pills = pill_entries(found, selection.boxes, selection.scores)
+    reason = selection.reason if pills or selection.reason else NO_PILL
+    return {"pills": pills, "reason": reason, "recommend_combo": selection.recommend_combo,
+            "image": {"width": width, "height": height}}

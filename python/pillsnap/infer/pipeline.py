@@ -4,14 +4,20 @@
     answer = pipe.predict(image_bytes, pipeline="combo", top_k=5)
     answer["pills"][0]["top1"]["k_code"], answer["timing_ms"]
 
-single: the classifier sees the whole photo (the pack's shrink + the eval centre crop).
 combo: the detector finds the pills; each box, grown by the training crop margin, is
 classified, ``max_batch`` crops per classifier call. No pill: an empty list and a reason.
+single: the classifier learnt pill crops (``pack_region=pill`` in its metadata), so with a
+detector it classifies the highest-scoring box only, cropped as in combo, and answers
+``recommend_combo: true`` when it saw 2+ pills (it never switches pipeline itself); no box:
+the whole photo, with a ``reason``. Without a detector, or for a classifier trained on whole
+photos (``pack_region=image``), single classifies the whole photo (the pack's shrink + the
+eval centre crop). The rules live in ``ops.select_pills``, shared with Triton's models.
 This is the embedded API backend and the reference the Triton pipelines are compared with.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,8 @@ import numpy as np
 from pillsnap.errors import CorruptImageError, ImageTooLargeError, ModelError, UnsupportedImageError
 from pillsnap.infer import ops
 from pillsnap.infer.bundle import Bundle, load_bundle
+
+logger = logging.getLogger(__name__)
 
 PIPELINES = ("single", "combo")
 _INPUT_ERRORS = {"unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
@@ -41,6 +49,13 @@ class OnnxPipeline:
         self.margin = float(info["crop_margin"])
         self.temperature = float(info["temperature"])
         self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
+        # exports older than the pack_region key were all trained on pill crops
+        self.region = str(info.values.get("pack_region", "pill"))
+        self.single_detects = self.region == "pill" and bundle.detector is not None
+        if self.region == "pill" and bundle.detector is None:
+            logger.warning("the classifier of %s learnt pill crops (pack.region=pill) but the "
+                           "export has no detector: single mode classifies whole photos, "
+                           "which it never saw; export with --det-ckpt", bundle.folder)
 
     @classmethod
     def open(cls, folder: Path, *, threads: int = 0, max_batch: int = 32,
@@ -75,10 +90,9 @@ class OnnxPipeline:
                              "(export with --det-ckpt)")
         tensor, placement = ops.letterbox(image, int(info["image_size"]))
         output = sess.run(["output0"], {"images": tensor[None]})[0][0]
-        boxes, scores = ops.decode_yolo(output, conf=float(info["conf_threshold"]),
-                                        iou=float(info["iou_threshold"]),
-                                        max_det=int(info["max_detections"]))
-        return ops.boxes_to_image(boxes, placement), scores
+        return ops.detections(output, placement, conf=float(info["conf_threshold"]),
+                              iou=float(info["iou_threshold"]),
+                              max_det=int(info["max_detections"]))
 
     def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5) -> dict[str, Any]:
         """One photo through ``pipeline``; a JSON-ready answer with per-stage timings."""
@@ -90,33 +104,22 @@ class OnnxPipeline:
         clock.lap("decode")
         height, width = image.shape[:2]
         boxes, det_scores = None, None
-        if pipeline == "combo":
+        if pipeline == "combo" or self.single_detects:
             boxes, det_scores = self.detect(image)
             clock.lap("detect")
-            regions = ops.box_regions(boxes, width, height, self.margin)
-        else:
-            regions = None
-        crops = ops.classifier_crops(image, regions, size=self.image_size,
+        selection = ops.select_pills(pipeline, boxes, det_scores, width, height,
+                                      margin=self.margin)
+        crops = ops.classifier_crops(image, selection.regions, size=self.image_size,
                                      short_side=self.short_side)
         clock.lap("preprocess")
         logits = self.classify(crops)
         clock.lap("classify")
         found = ops.candidates(*ops.top_k(logits, top_k, self.temperature),
                                self.bundle.k_codes, self.bundle.drugs) if len(logits) else []
-        pills = [_pill(c, boxes, det_scores, i) for i, c in enumerate(found)]
+        result = ops.answer(found, selection, width, height)
         clock.lap("postprocess")
-        return {"pipeline": pipeline, "model_version": self.bundle.model_version,
-                "image": {"width": width, "height": height}, "pills": pills,
-                "reason": None if pills else "no pill found", "timing_ms": clock.laps}
-
-
-def _pill(cands: list[dict[str, Any]], boxes: np.ndarray | None,
-          scores: np.ndarray | None, i: int) -> dict[str, Any]:
-    pill: dict[str, Any] = {"top1": cands[0], "candidates": cands}
-    if boxes is not None and scores is not None:
-        x0, y0, x1, y1 = (round(float(v), 1) for v in boxes[i])
-        pill = {"bbox": [x0, y0, x1, y1], "det_confidence": round(float(scores[i]), 6), **pill}
-    return pill
+        return {"pipeline": pipeline, "model_version": self.bundle.model_version, **result,
+                "timing_ms": clock.laps}
 
 
 class _Clock:

@@ -1,6 +1,7 @@
 """Serving: the FastAPI proxy with embedded ONNX Runtime or Triton backends.
 
-Entry point (issue 6): ``python -m pillsnap.serve api``.
+Entry points: ``python -m pillsnap.serve triton`` (``triton_server.py``: tritonserver on
+the model repository, docs/triton.md); ``python -m pillsnap.serve api`` (issue 6).
 """
 
 from __future__ import annotations

@@ -1,0 +1,84 @@
+"""Triton python model ``crop_classify`` (BLS): detections -> pill crops -> ``classifier``.
+
+Written as ``crop_classify/<version>/model.py`` (pipeline combo: every box) and
+``crop_classify_single/<version>/model.py`` (single: the best box, else the whole photo) by
+``python -m pillsnap.export --triton``; ``pillsnap.json`` says which, ``ops.select_pills``
+(the copy of pillsnap.infer.ops next to this file) decides what is classified, exactly as
+the in-process OnnxPipeline. Crops go to the ``classifier`` model in chunks of at most its
+max_batch_size; 0 crops make no call.
+Inputs: PHOTO uint8 [h, w, 3]; with a detector DETECTIONS float32 [1, 4 + classes, anchors]
+and PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], BOXES float32 [n|0, 4],
+SCORES float32 [n|0], DECISION string [1] (JSON: reason, recommend_combo, image, boxed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
+import pillsnap_ops as ops  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.settings = json.loads((HERE / "pillsnap.json").read_text(encoding="utf-8"))
+
+    def execute(self, requests: list) -> list:
+        responses = []
+        for request in requests:
+            try:
+                responses.append(pb_utils.InferenceResponse(output_tensors=self._one(request)))
+            except pb_utils.TritonModelException as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+        return responses
+
+    def _one(self, request: object) -> list:
+        photo = pb_utils.get_input_tensor_by_name(request, "PHOTO").as_numpy()
+        height, width = photo.shape[:2]
+        boxes, scores = self._detections(request)
+        cls = self.settings["classifier"]
+        selection = ops.select_pills(self.settings["pipeline"], boxes, scores, width, height,
+                                     margin=cls["margin"])
+        crops = ops.classifier_crops(photo, selection.regions, size=cls["image_size"],
+                                     short_side=cls["short_side"])
+        logits = self._classify(ops.normalise(crops, cls["mean"], cls["std"]))
+        boxed = selection.boxes is not None
+        decision = {"reason": selection.reason, "recommend_combo": selection.recommend_combo,
+                    "image": {"width": int(width), "height": int(height)}, "boxed": boxed}
+        empty = np.zeros((0, 4), dtype=np.float32)
+        return [pb_utils.Tensor("LOGITS", logits),
+                pb_utils.Tensor("BOXES", selection.boxes if boxed else empty),
+                pb_utils.Tensor("SCORES", selection.scores if boxed else empty[:, 0]),
+                pb_utils.Tensor("DECISION", np.array([json.dumps(decision).encode()],
+                                                     dtype=np.object_))]
+
+    def _detections(self, request: object) -> tuple[np.ndarray | None, np.ndarray | None]:
+        det = self.settings["detector"]
+        if det is None:
+            return None, None
+        output = pb_utils.get_input_tensor_by_name(request, "DETECTIONS").as_numpy()[0]
+        placement = pb_utils.get_input_tensor_by_name(request, "PLACEMENT").as_numpy()
+        return ops.detections(output, ops.Letterbox.from_array(placement), conf=det["conf"],
+                              iou=det["iou"], max_det=det["max_det"])
+
+    def _classify(self, x: np.ndarray) -> np.ndarray:
+        cls = self.settings["classifier"]
+        step = cls["max_batch"]
+        out = [self._call(x[i:i + step]) for i in range(0, len(x), step)]
+        return np.concatenate(out) if out else np.zeros((0, cls["classes"]), dtype=np.float32)
+
+    def _call(self, chunk: np.ndarray) -> np.ndarray:
+        request = pb_utils.InferenceRequest(
+            model_name=self.settings["classifier"]["model"], requested_output_names=["logits"],
+            inputs=[pb_utils.Tensor("images", np.ascontiguousarray(chunk))])
+        response = request.exec()
+        if response.has_error():
+            raise pb_utils.TritonModelException(
+                f"classifier failed: {response.error().message()}")
+        return pb_utils.get_output_tensor_by_name(response, "logits").as_numpy()

@@ -1,0 +1,52 @@
+"""Triton python model ``preprocess``: encoded image bytes -> the photo, the detector input.
+
+Written into the repository as ``preprocess/<version>/model.py`` by ``python -m
+pillsnap.export --triton``, next to ``pillsnap_ops.py`` (a copy of pillsnap.infer.ops) and
+``pillsnap.json`` (its settings). Inputs: IMAGE uint8 [-1]. Outputs: PHOTO uint8 [h, w, 3];
+with a detector also DET_IMAGES float32 [1, 3, s, s] (letterboxed) and PLACEMENT float64 [6].
+Bad uploads are errors whose message starts with ``unsupported:``, ``corrupt:`` or
+``too_large:`` (code INVALID_ARG, HTTP 400; the ensemble prefixes "in ensemble '...', ").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
+import pillsnap_ops as ops  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        self.settings = json.loads((HERE / "pillsnap.json").read_text(encoding="utf-8"))
+
+    def execute(self, requests: list) -> list:
+        return [self._one(request) for request in requests]
+
+    def _one(self, request: object) -> object:
+        data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
+        try:
+            image = self._decode(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1))
+        except ops.ImageInputError as exc:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                f"{exc.kind}: {exc}", pb_utils.TritonError.INVALID_ARG))
+        outputs = [pb_utils.Tensor("PHOTO", image)]
+        size = self.settings["detector_size"]
+        if size is not None:
+            tensor, placement = ops.letterbox(image, int(size))
+            outputs += [pb_utils.Tensor("DET_IMAGES", tensor[None]),
+                        pb_utils.Tensor("PLACEMENT", placement.as_array())]
+        return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    def _decode(self, data: np.ndarray) -> np.ndarray:
+        limit = self.settings["max_bytes"]
+        if limit is not None and data.size > limit:
+            raise ops.ImageInputError("too_large", f"upload is {data.size} bytes; the limit is "
+                                      f"{limit}")
+        return ops.decode_image(data.tobytes(), max_pixels=self.settings["max_pixels"])

@@ -1,0 +1,118 @@
+"""``python -m pillsnap.serve triton``: run tritonserver on the model repository.
+
+    python -m pillsnap.serve triton                          # bundled binary, CPU configs
+    python -m pillsnap.serve triton --repository triton_models triton.http_port=9100
+    python -m pillsnap.serve triton --docker                 # print the NGC docker command
+    python -m pillsnap.serve triton --gpu                    # a full tritonserver on PATH
+
+Waits until pill_single and pill_combo are ready, prints the ports, and stops the server
+cleanly on Ctrl-C or SIGTERM. Ports come from ``triton.*_port``; the restricted admin APIs
+need the header ``triton.admin_header`` with the value of TRITON_ADMIN_KEY (a random key is
+made and printed when it is unset). Exits 2 with the reason and the server log's tail when
+the server cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pillsnap.config import PillsnapConfig
+from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.errors import PillsnapError, ServerError
+from pillsnap.logs import setup_logging
+from pillsnap.serve.triton_server import (
+    Ports,
+    TritonLaunch,
+    TritonServer,
+    docker_command,
+    production_flags,
+)
+
+logger = logging.getLogger("pillsnap.serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pillsnap.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    triton = sub.add_parser("triton", help="run tritonserver on the model repository")
+    triton.add_argument("--repository", type=Path, default=None,
+                        help="model repository (default: triton.repository)")
+    device = triton.add_mutually_exclusive_group()
+    device.add_argument("--cpu", dest="cpu", action="store_true", default=True,
+                        help="CPU configs (--model-config-name=cpu; the default)")
+    device.add_argument("--gpu", dest="cpu", action="store_false",
+                        help="GPU configs: needs a tritonserver with the onnxruntime backend "
+                        "on PATH (the NGC image); see --docker")
+    triton.add_argument("--docker", action="store_true",
+                        help="print the docker run command for the NGC image and exit")
+    add_config_args(triton)
+    return parser
+
+
+def launch_from(cfg: PillsnapConfig, args: argparse.Namespace) -> TritonLaunch:
+    t = cfg.triton
+    key = os.environ.get("TRITON_ADMIN_KEY")
+    extra = {"admin_key": key} if key else {}
+    return TritonLaunch(repository=args.repository or Path(t.repository),
+                        ports=Ports(t.http_port, t.grpc_port, t.metrics_port),
+                        cpu=args.cpu and not args.docker, startup_timeout_s=t.startup_timeout_s,
+                        exit_timeout_s=t.exit_timeout_s,
+                        admin_header=t.admin_header, **extra)
+
+
+def run_triton(cfg: PillsnapConfig, args: argparse.Namespace) -> int:
+    launch = launch_from(cfg, args)
+    if args.docker:
+        print(shlex.join(docker_command(launch, cfg.triton.docker_image)))
+        return 0
+    server = TritonServer(launch, **_full_server(launch) if not launch.cpu else {})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        p = launch.ports
+        print(f"tritonserver ready: {', '.join(launch.ensembles())} | http {p.http} | grpc "
+              f"{p.grpc} | metrics {p.metrics} | log {server.log_file}", flush=True)
+        if not os.environ.get("TRITON_ADMIN_KEY"):
+            print(f"admin APIs: header {launch.admin_header}: {launch.admin_key}", flush=True)
+        while not stop.wait(1.0):
+            if server.process is None or server.process.poll() is not None:
+                raise ServerError(f"tritonserver stopped on its own:\n{server.log_tail()}")
+    print("tritonserver stopped", flush=True)
+    return 0
+
+
+def _full_server(launch: TritonLaunch) -> dict[str, object]:
+    """GPU configs need the onnxruntime backend, which only a full install or the NGC image
+    has (the wheel's binary has the python backend only)."""
+    binary = shutil.which("tritonserver")
+    if binary is None:
+        raise ServerError("--gpu needs a tritonserver with the onnxruntime backend on PATH "
+                          "(inside the NGC image); without one run: python -m pillsnap.serve "
+                          "triton --docker")
+    return {"command": [binary, *production_flags(launch, str(launch.repository.resolve()))],
+            "env": dict(os.environ)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    try:
+        cfg = config_from_args(args)
+        setup_logging(cfg.logging.level)
+        return run_triton(cfg, args)
+    except PillsnapError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Start tritonserver on a PillSnap model repository and wait until its ensembles are ready.
+
+    python -m pillsnap.serve triton --repository triton_models          # CPU, bundled binary
+    with TritonServer(TritonLaunch(Path("triton_models"), Ports(8100, 8101, 8102))) as server:
+        server.url                                                       # http://127.0.0.1:8100
+
+Without docker it runs the tritonserver 2.51 binary bundled in the ``nvidia-pytriton`` wheel
+(python backend only, so ``--model-config-name=cpu``). What makes that binary run (DESIGN.md
+section 5): numpy < 2; the python backend stub built for this Python, copied with the
+backend into a private backend directory (the wheel's own folder is left untouched); this
+environment's ``bin`` first on PATH (the stub's embedded Python finds its packages from
+it); LD_LIBRARY_PATH with the wheel's ``nvidia_pytriton.libs`` and the directory of
+``libpython3.X.so.1.0``; a shared-memory prefix of its own per server, so parallel servers
+do not collide. Production flags: model control none, auto-complete off, strict readiness,
+admin APIs behind a header. ``docker_command`` gives the NGC-image equivalent for GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from pillsnap.errors import ServerError
+from pillsnap.infer.triton_contract import ENSEMBLES
+
+logger = logging.getLogger(__name__)
+
+RESTRICTED_APIS = "model-repository,shared-memory,statistics,trace,logging"
+CONTAINER_REPOSITORY = "/models"
+BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int
+
+
+@dataclass(frozen=True)
+class TritonLaunch:
+    """How to start one server (``python -m pillsnap.serve triton`` fills it from config)."""
+
+    repository: Path
+    ports: Ports
+    cpu: bool = True  # --model-config-name=cpu: ONNX Runtime on the CPU via python models
+    startup_timeout_s: float = 120.0
+    # Triton waits this long on stop for in-flight requests *and* idle keep-alive
+    # connections (a proxy's pool always has some), so it bounds every shutdown
+    exit_timeout_s: int = 10
+    admin_header: str = "triton-admin-key"
+    admin_key: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
+    host: str = "127.0.0.1"  # where this process polls readiness
+    log_file: Path | None = None  # default: a temporary file, kept when start-up fails
+    # POSIX shm names live in one namespace per machine: one prefix per server
+    shm_prefix: str = field(default_factory=lambda: f"pillsnap{os.getpid()}_"
+                            f"{secrets.token_hex(4)}_")
+
+    def ensembles(self) -> tuple[str, ...]:
+        """The ensembles this repository has (pill_combo needs a detector)."""
+        found = tuple(e for e in ENSEMBLES if (self.repository / e / "config.pbtxt").is_file())
+        if not found:
+            raise ServerError(f"{self.repository} has no pill_single or pill_combo model: write "
+                              "it with python -m pillsnap.export --triton --out "
+                              f"{self.repository}")
+        return found
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def production_flags(launch: TritonLaunch, repository: str) -> list[str]:
+    """Flags both launchers share (the repository path as the server sees it)."""
+    restricted = f"{RESTRICTED_APIS}:{launch.admin_header}={launch.admin_key}"
+    flags = [f"--model-repository={repository}", "--model-control-mode=none",
+             "--disable-auto-complete-config", "--strict-readiness=true",
+             "--exit-on-error=true", f"--exit-timeout-secs={launch.exit_timeout_s}",
+             f"--http-port={launch.ports.http}",
+             f"--grpc-port={launch.ports.grpc}", f"--metrics-port={launch.ports.metrics}",
+             f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"]
+    if launch.cpu:
+        flags.append("--model-config-name=cpu")
+    return flags
+
+
+def bundled_command(launch: TritonLaunch, binary: Path, backends: Path) -> list[str]:
+    return [str(binary), *production_flags(launch, str(launch.repository.resolve())),
+            f"--backend-directory={backends}",
+            f"--backend-config=python,shm-region-prefix-name={launch.shm_prefix}"]
+
+
+def docker_command(launch: TritonLaunch, image: str) -> list[str]:
+    """``docker run`` for the NGC image; ops.py needs Pillow, which the image lacks."""
+    ports = [f"-p{p}:{p}" for p in (launch.ports.http, launch.ports.grpc, launch.ports.metrics)]
+    server = shlex.join(["tritonserver", *production_flags(launch, CONTAINER_REPOSITORY)])
+    return ["docker", "run", "--gpus", "all", "--rm", "--shm-size=1g", *ports,
+            "-v", f"{launch.repository.resolve()}:{CONTAINER_REPOSITORY}:ro", image,
+            "bash", "-c", f"pip install --quiet pillow && exec {server}"]
+
+
+# ---------------------------------------------------------------------------- the bundled binary
+
+
+def wheel_dir() -> Path:
+    spec = importlib.util.find_spec("pytriton")  # find, not import: pytriton pulls in a lot
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("the bundled tritonserver needs the nvidia-pytriton wheel: pip install "
+                          "nvidia-pytriton==0.7.0 (or use --docker)")
+    return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+
+
+def python_backend_dir(cache: Path | None = None) -> Path:
+    """A backend directory whose python backend has the stub for this Python."""
+    source = wheel_dir()
+    tag = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = source / "python_backend_stubs" / tag / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton has no python backend stub for Python {tag} "
+                          f"({stub}); use Python 3.8-3.13 or --docker")
+    root = (cache or Path.home() / ".cache" / "pillsnap") / f"triton-backends-py{tag}"
+    if not (root / "python" / "triton_python_backend_stub").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="backends.", dir=root.parent))
+        (staging / "python").mkdir()
+        for name in BACKEND_FILES:
+            shutil.copy2(source / "backends" / "python" / name, staging / "python" / name)
+        shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
+        with contextlib.suppress(OSError):  # another process won the race: use its copy
+            staging.rename(root)
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def bundled_env() -> dict[str, str]:
+    """The environment the bundled binary and its python stubs need (see the docstring)."""
+    numpy = importlib.metadata.version("numpy")
+    if int(numpy.split(".")[0]) >= 2:
+        raise ServerError(f"numpy {numpy} is installed; the bundled python backend needs "
+                          "numpy<2: pip install 'numpy<2'")
+    libpython = Path(sysconfig.get_config_var("LIBDIR") or "")
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    if not (libpython / soname).is_file():
+        raise ServerError(f"no shared libpython ({libpython / soname}): the python backend "
+                          "stub needs a Python built with --enable-shared")
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    libs = [str(wheel_dir().parent.parent / "nvidia_pytriton.libs"), str(libpython)]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [p for p in [env.get("LD_LIBRARY_PATH")]
+                                                     if p])
+    return env
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+class TritonServer:
+    """A running tritonserver; a context manager that stops it on exit."""
+
+    def __init__(self, launch: TritonLaunch, *, command: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.launch = launch
+        self.command = command
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_file = launch.log_file
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.launch.host}:{self.launch.ports.http}"
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and wait until every ensemble is ready (or raise ServerError)."""
+        ensembles = self.launch.ensembles()
+        if self.command is None:
+            binary = wheel_dir() / "bin" / "tritonserver"
+            self.command = bundled_command(self.launch, binary, python_backend_dir())
+            self.env = bundled_env()
+        if self.log_file is None:
+            handle, name = tempfile.mkstemp(prefix="tritonserver.", suffix=".log")
+            os.close(handle)
+            self.log_file = Path(name)
+        logger.info("starting tritonserver (log: %s)", self.log_file)
+        with self.log_file.open("wb") as log:
+            # its own session: Ctrl-C in a terminal reaches us, and we stop it in order
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        try:
+            self._wait_ready(ensembles)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, ensembles: tuple[str, ...]) -> None:
+        deadline = time.monotonic() + self.launch.startup_timeout_s
+        pending = list(ensembles)
+        while pending:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise ServerError(self._failure(f"tritonserver exited with code {code} during "
+                                                "start-up"))
+            if time.monotonic() > deadline:
+                raise ServerError(self._failure(
+                    f"{', '.join(pending)} not ready after {self.launch.startup_timeout_s:g} s"))
+            pending = [e for e in pending if not self.model_ready(e)]
+            if pending:
+                time.sleep(0.25)
+
+    def model_ready(self, model: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/models/{model}/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM (Triton drains requests for ``exit_timeout_s``), then SIGKILL to the whole
+        group if it is still there 15 s later."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        timeout = self.launch.exit_timeout_s + 15.0
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("tritonserver did not stop in %g s; killing it", timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # its python stubs too
+            process.wait()
+            # a killed server leaves its python backend's shm regions behind; the prefix
+            # is this server's own, so nothing else matches it
+            for region in Path("/dev/shm").glob(f"{self.launch.shm_prefix}*"):
+                region.unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 25) -> str:
+        if self.log_file is None or not self.log_file.is_file():
+            return ""
+        text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _failure(self, what: str) -> str:
+        text = self.log_file.read_text(encoding="utf-8", errors="replace") \
+            if self.log_file else ""
+        causes = sorted(set(re.findall(r"failed to load '([^']+)'[^:]*: (.*)", text)))
+        reasons = "; ".join(f"{model}: {why.strip()[:300]}" for model, why in causes)
+        return (f"{what}{': ' + reasons if reasons else ''}\n--- last lines of "
+                f"{self.log_file}:\n{self.log_tail()}")
