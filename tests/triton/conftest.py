@@ -10,7 +10,6 @@ classifier in chunks). The in-process OnnxPipeline on the same export folder is 
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,21 +17,10 @@ import pytest
 
 from pillsnap.export.__main__ import main as export_main
 from pillsnap.export.metadata import write_metadata
-from pillsnap.serve.triton_server import Ports, TritonLaunch, TritonServer
+from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
 MAX_BATCH = 2
 MAX_PIXELS = 100_000  # the test photos have 20,480; a 400x300 upload is too large
-
-
-def free_ports() -> Ports:
-    """Three ports free right now (the OS picks them; parallel runs do not collide)."""
-    sockets = [socket.socket() for _ in range(3)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return Ports(*ports)
 
 
 def write_repo(export: Path, out: Path) -> Path:

@@ -3,6 +3,7 @@
     python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F]
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
+    python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--json F]
 """
 
 from __future__ import annotations
@@ -13,50 +14,81 @@ import tempfile
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _loader_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) /
+                   "pillsnap-bench-loader", help="data is generated here once and reused")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--cores", type=int, default=1, help=argparse.SUPPRESS)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=6000, help="photos in the train pack")
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--arch", default="tf_efficientnetv2_s")
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--modes", default="none,default",
+                   help="comma-separated train.compile modes to measure")
+    p.add_argument("--resident-steps", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=2, help="loader epochs per mode")
+    p.add_argument("--max-batch", type=int, default=1024,
+                   help="the batch search's upper bound (0: skip the search)")
+    p.add_argument("--threads", type=int, default=0, help="loader threads (0: autotune)")
+    p.add_argument("--work", type=Path,
+                   default=Path(tempfile.gettempdir()) / "pillsnap-bench-train")
+
+
+def _latency_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="tf_efficientnetv2_s")
+    p.add_argument("--size", type=int, default=384)
+    p.add_argument("--classes", type=int, default=5000)
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--export", type=Path, required=True, help="an export folder")
+    p.add_argument("--repository", type=Path, help="a Triton repository (adds Triton)")
+    p.add_argument("--ckpt", type=Path, help="classifier best.pt for the PyTorch row")
+    p.add_argument("--single", type=Path, help="a single-pill photo (default: synthetic)")
+    p.add_argument("--combo", type=Path, help="a combination photo (default: synthetic)")
+    p.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    p.add_argument("--cfg", type=Path, help="config for targets.* and serve.max_pixels")
+
+
+COMMANDS = {
+    "loader": ("training input: PIL DataLoader vs PackLoader", _loader_args),
+    "train": ("classifier training: PackLoader vs GPU-resident batches, eager vs compiled, "
+              "max batch", _train_args),
+    "latency": ("classifier batch-1 latency in PyTorch", _latency_args),
+    "serve": ("latency and throughput: PyTorch, ONNX Runtime, in-process pipelines, Triton "
+              "ensembles", _serve_args),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pillsnap.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    loader = sub.add_parser("loader", help="training input: PIL DataLoader vs PackLoader")
-    loader.add_argument("--images", type=int, default=200)
-    loader.add_argument("--work", type=Path,
-                        default=Path(tempfile.gettempdir()) / "pillsnap-bench-loader",
-                        help="data is generated here once and reused")
-    loader.add_argument("--json", type=Path, help="write the figures as JSON")
-    loader.add_argument("--child", help=argparse.SUPPRESS)
-    loader.add_argument("--cores", type=int, default=1, help=argparse.SUPPRESS)
-    train = sub.add_parser("train", help="classifier training: PackLoader vs GPU-resident "
-                           "batches, eager vs compiled, max batch")
-    train.add_argument("--images", type=int, default=6000, help="photos in the train pack")
-    train.add_argument("--classes", type=int, default=100)
-    train.add_argument("--batch", type=int, default=128)
-    train.add_argument("--arch", default="tf_efficientnetv2_s")
-    train.add_argument("--size", type=int, default=384)
-    train.add_argument("--modes", default="none,default",
-                       help="comma-separated train.compile modes to measure")
-    train.add_argument("--resident-steps", type=int, default=40)
-    train.add_argument("--epochs", type=int, default=2, help="loader epochs per mode")
-    train.add_argument("--max-batch", type=int, default=1024,
-                       help="the batch search's upper bound (0: skip the search)")
-    train.add_argument("--threads", type=int, default=0, help="loader threads (0: autotune)")
-    train.add_argument("--work", type=Path,
-                       default=Path(tempfile.gettempdir()) / "pillsnap-bench-train")
-    train.add_argument("--json", type=Path, help="write the figures as JSON")
-    latency = sub.add_parser("latency", help="classifier batch-1 latency in PyTorch")
-    latency.add_argument("--arch", default="tf_efficientnetv2_s")
-    latency.add_argument("--size", type=int, default=384)
-    latency.add_argument("--classes", type=int, default=5000)
-    latency.add_argument("--json", type=Path, help="write the figures as JSON")
-    args = parser.parse_args(argv)
+    for name, (summary, add_args) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary)
+        add_args(p)
+        p.add_argument("--json", type=Path, help="write the figures as JSON")
+    return parser
 
-    if args.command == "latency":
-        from pillsnap.bench import latency as bench_latency
 
-        bench_latency.run(args.arch, args.size, args.classes, args.json)
-        return 0
-    if args.command == "train":
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pillsnap.logs import setup_logging
+
+    if args.command == "loader":
+        from pillsnap.bench import loader as bench_loader
+
+        if args.child:
+            bench_loader.child_main(args.child, args.work, args.cores, args.images)
+        else:
+            bench_loader.main(args.work, args.images, args.json)
+    elif args.command == "train":
         from pillsnap.bench import train as bench_train
-        from pillsnap.logs import setup_logging
 
         setup_logging("INFO")
         bench_train.run(bench_train.Plan(
@@ -64,14 +96,19 @@ def main(argv: list[str] | None = None) -> int:
             arch=args.arch, size=args.size, modes=tuple(args.modes.split(",")),
             resident_steps=args.resident_steps, epochs=args.epochs, max_batch=args.max_batch,
             threads=args.threads), args.json)
-        return 0
+    elif args.command == "latency":
+        from pillsnap.bench import latency as bench_latency
 
-    from pillsnap.bench import loader as bench_loader
+        bench_latency.run(args.arch, args.size, args.classes, args.json)
+    elif args.command == "serve":
+        from pillsnap.bench import serve as bench_serve
+        from pillsnap.config import load_config
 
-    if args.child:
-        bench_loader.child_main(args.child, args.work, args.cores, args.images)
-    else:
-        bench_loader.main(args.work, args.images, args.json)
+        setup_logging("WARNING")
+        bench_serve.run(args.export, load_config(args.cfg), repository=args.repository,
+                        ckpt=args.ckpt,
+                        photos=bench_serve.sample_photos(args.single, args.combo),
+                        requests=args.requests, json_out=args.json)
     return 0
 
 

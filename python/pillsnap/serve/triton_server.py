@@ -27,6 +27,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -53,6 +54,17 @@ class Ports:
     http: int
     grpc: int
     metrics: int
+
+
+def free_ports() -> Ports:
+    """Three ports free right now (the OS picks them; parallel servers do not collide)."""
+    sockets = [socket.socket() for _ in range(3)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return Ports(*ports)
 
 
 @dataclass(frozen=True)

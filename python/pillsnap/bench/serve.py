@@ -1,0 +1,188 @@
+"""Serving latency and throughput with the spec's protocol, every path on one machine.
+
+    python -m pillsnap.bench serve --export artifacts/export [--repository triton_models]
+                                   [--ckpt runs/exp01/best.pt] [--json F]
+
+Latency (``targets.measurement``: batch 1, 20 warm-up runs, 200 timed): the classifier
+alone on one crop in PyTorch eager (with ``--ckpt``, default: the checkpoint export.json
+names, when it is still there) and in ONNX Runtime; the whole in-process pipelines
+(``OnnxPipeline``: JPEG bytes in, answer out) single and combo; and, with
+``--repository``, the Triton ensembles ``pill_single`` and ``pill_combo`` over HTTP on a
+tritonserver started here (CPU configs). Throughput of the Triton ensembles at concurrency
+1, 8 and 32 comes from a closed-loop client (``bench/load.py``, perf_analyzer's
+concurrency mode). The photos are synthetic AIHub-size (976x1280) JPEGs at quality 90, one
+single-pill and one combination photo, unless ``--single``/``--combo`` name files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pillsnap.bench.latency import percentiles, time_runs
+from pillsnap.bench.load import closed_loop
+from pillsnap.bench.machine import describe, describe_line
+from pillsnap.bench.table import markdown_table
+from pillsnap.config import PillsnapConfig
+from pillsnap.infer import ops
+from pillsnap.infer.pipeline import OnnxPipeline
+
+logger = logging.getLogger(__name__)
+
+CONCURRENCY = (1, 8, 32)
+
+
+def sample_photos(single: Path | None, combo: Path | None) -> dict[str, bytes]:
+    """JPEG bytes of one single-pill and one combination photo (synthetic unless given)."""
+    if single is not None and combo is not None:
+        return {"single": single.read_bytes(), "combo": combo.read_bytes()}
+    from PIL import Image
+
+    from pillsnap.data.synth import SynthSpec, generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), SynthSpec(classes=4, train_per_class=1, val_per_class=0,
+                                      combo_train=1, combo_val=0, seed=5))
+        pngs = sorted(Path(tmp).rglob("*.png"))
+        photos = {}
+        for kind, marker in (("single", "단일"), ("combo", "조합")):
+            path = next(p for p in pngs if marker in str(p))
+            buffer = io.BytesIO()
+            with Image.open(path) as img:
+                img.convert("RGB").save(buffer, format="JPEG", quality=90)
+            photos[kind] = buffer.getvalue()
+    if single is not None:
+        photos["single"] = single.read_bytes()
+    if combo is not None:
+        photos["combo"] = combo.read_bytes()
+    return photos
+
+
+def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path | None,
+                       warmup: int, runs: int) -> dict[str, dict[str, float]]:
+    crop = ops.classifier_crops(pipe.decode(photos["single"]), None, size=pipe.image_size,
+                                short_side=pipe.short_side)
+    x = ops.normalise(crop, pipe.mean, pipe.std)
+    rows: dict[str, dict[str, float]] = {}
+    if ckpt is not None:
+        rows["PyTorch eager: classifier, one crop"] = _torch_latency(ckpt, x, warmup, runs)
+    session = pipe.bundle.classifier
+    rows["ONNX Runtime: classifier, one crop"] = percentiles(time_runs(
+        lambda: session.run(["logits"], {"images": x}), warmup, runs))
+    for kind in pipe.pipelines:
+        rows[f"ONNX Runtime in-process: {kind} pipeline"] = percentiles(time_runs(
+            lambda k=kind: pipe.predict(photos[k], pipeline=k), warmup, runs))
+    return rows
+
+
+def _torch_latency(ckpt: Path, x: np.ndarray, warmup: int, runs: int) -> dict[str, float]:
+    import torch
+
+    from pillsnap.export.checkpoint import load_classifier_checkpoint
+
+    model = load_classifier_checkpoint(ckpt).model.eval()
+    tensor = torch.from_numpy(x)
+
+    @torch.inference_mode()
+    def call() -> None:
+        model(tensor).numpy()
+
+    return percentiles(time_runs(call, warmup, runs))
+
+
+def triton_figures(repository: Path, photos: dict[str, bytes], cfg: PillsnapConfig,
+                   requests: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Latency (sync HTTP client) and closed-loop throughput of both ensembles."""
+    import tritonclient.http as httpclient
+
+    from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
+
+    m = cfg.targets.measurement
+    latency: dict[str, dict[str, float]] = {}
+    throughput: dict[str, Any] = {}
+    with TritonServer(TritonLaunch(repository, free_ports())) as server:
+        host = server.url.removeprefix("http://")
+        client = httpclient.InferenceServerClient(host)
+        for ensemble in server.launch.ensembles():
+            kind = ensemble.removeprefix("pill_")
+            inputs = _inputs(httpclient, photos[kind])
+            latency[f"Triton HTTP: {ensemble}"] = percentiles(time_runs(
+                lambda e=ensemble, i=inputs: client.infer(e, i), m.warmup_runs, m.runs))
+            throughput[ensemble] = {c: asyncio.run(_load(host, ensemble, photos[kind], c,
+                                                         requests))
+                                    for c in CONCURRENCY}
+        client.close()
+    return latency, throughput
+
+
+def _inputs(module: Any, photo: bytes, top_k: int = 5) -> list[Any]:
+    image = module.InferInput("IMAGE", [len(photo)], "UINT8")
+    image.set_data_from_numpy(np.frombuffer(photo, dtype=np.uint8))
+    k = module.InferInput("TOP_K", [1], "INT32")
+    k.set_data_from_numpy(np.array([top_k], dtype=np.int32))
+    return [image, k]
+
+
+async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
+                requests: int) -> dict[str, Any]:
+    import tritonclient.http.aio as aioclient
+
+    client = aioclient.InferenceServerClient(host, conn_limit=concurrency)
+    inputs = _inputs(aioclient, photo)
+    try:
+        for _ in range(min(concurrency, 4)):  # warm connections and the model instance
+            await client.infer(ensemble, inputs)
+        return await closed_loop(lambda: client.infer(ensemble, inputs),
+                                 total=max(requests, 4 * concurrency), concurrency=concurrency)
+    finally:
+        await client.close()
+
+
+def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
+        photos: dict[str, bytes], requests: int, json_out: Path | None) -> dict[str, Any]:
+    m = cfg.targets.measurement
+    if ckpt is None:
+        record = json.loads((export / "export.json").read_text(encoding="utf-8"))
+        named = Path(record["classifier"].get("checkpoint", ""))
+        ckpt = named if named.is_file() else None
+    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels)
+    latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
+    throughput: dict[str, Any] = {}
+    if repository is not None:
+        triton_latency, throughput = triton_figures(repository, photos, cfg, requests)
+        latency.update(triton_latency)
+    result = {"machine": describe(), "export": str(export), "model_version":
+              pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
+              "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
+              "throughput": throughput}
+    print_report(result, cfg.targets.p95_latency_ms)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def print_report(result: dict[str, Any], target_ms: float) -> None:
+    print(f"machine: {describe_line()}")
+    print(f"model {result['model_version']}; batch 1, {result['warmup_runs']} warm-up + "
+          f"{result['runs']} runs; photos (JPEG bytes): {result['photo_bytes']}\n")
+    print(markdown_table([("path", "p50 ms", "p95 ms", "p99 ms", f"p95 <= {target_ms:g} ms")] + [
+        (name, f"{r['p50']:.1f}", f"{r['p95']:.1f}", f"{r['p99']:.1f}",
+         "yes" if r["p95"] <= target_ms else "no")
+        for name, r in result["latency_ms"].items()]))
+    if result["throughput"]:
+        print()
+        rows = [("ensemble", "concurrency", "requests/s", "p50 ms", "p95 ms", "p99 ms",
+                 "errors")]
+        for ensemble, levels in result["throughput"].items():
+            for c, s in levels.items():
+                rows.append((ensemble, str(c), f"{s['rps']:.1f}", f"{s.get('p50', 0):.1f}",
+                             f"{s.get('p95', 0):.1f}", f"{s.get('p99', 0):.1f}",
+                             str(s["errors"])))
+        print(markdown_table(rows))
