@@ -3,7 +3,7 @@ only when a test asks) a tiny trained classifier + detector and their export fol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,3 +96,39 @@ def native_module() -> object:
     from pillsnap.native import native
 
     return native()
+
+
+# ------------------------------------------------------------------------------ API server
+
+API_KEYS = ("test-key-0123456789abcdef", "old-key-rotating-0123456789")
+
+
+def api_settings(model_path: Path | None, **values: object) -> object:
+    """Settings for a test server: two keys (rotation), small limits, no .env."""
+    from pillsnap.serve.settings import Settings
+
+    base: dict[str, object] = {"api_keys": list(API_KEYS), "model_path": model_path,
+                               "backend": "embedded", "port": 0,
+                               "max_upload_bytes": 256 * 1024, "max_pixels": 2_000_000,
+                               "max_batch_images": 3, "request_timeout_s": 20.0}
+    base.update(values)
+    return Settings(_env_file=None, **base)
+
+
+@pytest.fixture(scope="session")
+def api_server(exported: Path) -> Iterator[object]:
+    """A live uvicorn server (real HTTP, loopback) with the embedded backend over ``exported``."""
+    from pillsnap.serve.app import create_app
+    from pillsnap.serve.live import LiveServer
+
+    with LiveServer(create_app(api_settings(exported))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pill_photos(trained: dict[str, Path]) -> dict[str, Path]:
+    """One single-pill photo and one combination photo of the tiny dataset."""
+    base = trained["base"] / "aihub"
+    single = sorted(base.glob("1.Training/원천데이터/TS_*_단일/*/*.png"))
+    combo = sorted(base.glob("1.Training/원천데이터/TS_*_조합/*/*.png"))
+    return {"single": single[0], "combo": combo[0]}
