@@ -134,13 +134,19 @@ def test_bad_uploads_get_their_kind() -> None:
     photo = np.full((20, 30, 3), 200, dtype=np.uint8)
     assert ops.decode_image(_png(photo)).shape == (20, 30, 3)
     for data, kind in [(b"", "unsupported"), (b"hello, not an image", "unsupported"),
-                       (_png(photo)[:60], "corrupt")]:
+                       (_png(photo)[:60], "corrupt"), (_jpeg(photo)[:300], "corrupt")]:
         with pytest.raises(ops.ImageInputError) as err:
             ops.decode_image(data)
         assert err.value.kind == kind, data[:20]
     with pytest.raises(ops.ImageInputError, match="limit is 100") as err:
         ops.decode_image(_png(photo), max_pixels=100)
     assert err.value.kind == "too_large"
+
+
+def _jpeg(photo: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", exif=Image.Exif().tobytes())
+    return buf.getvalue()
 
 
 def test_pixel_bomb_beyond_pillows_own_guard_is_too_large() -> None:
