@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
-from conftest import API_KEYS
+from conftest import API_KEYS, ServerProcess
 
 KEY = API_KEYS[0]
+Photos = dict[str, Path]  # the pill_photos fixture: "single" and "combo" photos
+__all__ = ["AUTH", "KEY", "Photos", "ServerProcess", "edi_schema_ok", "jpeg", "png_header_only"]
 AUTH = {"X-API-Key": KEY}
 
 

@@ -3,7 +3,13 @@ only when a test asks) a tiny trained classifier + detector and their export fol
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,14 +121,57 @@ def api_settings(model_path: Path | None, **values: object) -> object:
     return Settings(_env_file=None, **base)
 
 
-@pytest.fixture(scope="session")
-def api_server(exported: Path) -> Iterator[object]:
-    """A live uvicorn server (real HTTP, loopback) with the embedded backend over ``exported``."""
-    from pillsnap.serve.app import create_app
-    from pillsnap.serve.live import LiveServer
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
 
-    with LiveServer(create_app(api_settings(exported))) as server:
-        yield server
+
+@pytest.fixture(scope="session")
+def api_server(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``python -m pillsnap.serve api`` in a child process (real HTTP on a free loopback port),
+    embedded backend over ``exported``, two keys, 256 KiB / 2 MP / 3-image limits.
+
+    A child, not a thread: the test process has ultralytics imported (training fixtures),
+    which patches ``PIL.Image.open``; a server never does.
+    """
+    import httpx
+
+    work = tmp_path_factory.mktemp("api")
+    log = work / "server.log"
+    env = {**os.environ, "API_KEY": ",".join(API_KEYS), "PYTHONUNBUFFERED": "1"}
+    for name in ("CORS_ALLOW_ORIGINS", "MODEL_PATH", "TRITON_URL", "LOG_LEVEL"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0",
+               "--model-path", str(exported), "--cfg", str(REPO / "config.yaml"),
+               "serve.max_upload_bytes=262144", "serve.max_pixels=2000000",
+               "serve.max_batch_images=3", "serve.request_timeout_s=20"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        url = _wait_for_url(process, log)
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        yield ServerProcess(url, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(r"Uvicorn running on (http://\S+)", log.read_text(errors="replace"))
+        if found:
+            return found[1]
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"the API server did not start:\n{log.read_text(errors='replace')}")
 
 
 @pytest.fixture(scope="session")

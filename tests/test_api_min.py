@@ -7,28 +7,26 @@ Triton model repository (issue 5).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
-from api_helpers import KEY, edi_schema_ok
+from api_helpers import KEY, Photos, ServerProcess, edi_schema_ok
 
 pytestmark = pytest.mark.slow
 
 
-def test_health_is_public_and_ok(api_server: object) -> None:
-    response = httpx.get(f"{api_server.url}/health")  # type: ignore[attr-defined]
+def test_health_is_public_and_ok(api_server: ServerProcess) -> None:
+    response = httpx.get(f"{api_server.url}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert response.headers["x-request-id"]
 
 
 @pytest.mark.parametrize("pipeline", ["single", "combo"])
-def test_predict_returns_candidates_with_edi_codes(api_server: object, pill_photos: dict[str, Path],
+def test_predict_returns_candidates_with_edi_codes(api_server: ServerProcess, pill_photos: Photos,
                                                    pipeline: str) -> None:
     photo = pill_photos[pipeline]
-    response = httpx.post(f"{api_server.url}/predict",  # type: ignore[attr-defined]
+    response = httpx.post(f"{api_server.url}/predict",
                           params={"pipeline": pipeline, "top_k": 3}, headers={"X-API-Key": KEY},
                           files={"image": (photo.name, photo.read_bytes(), "image/png")},
                           timeout=30)
@@ -49,17 +47,17 @@ def test_predict_returns_candidates_with_edi_codes(api_server: object, pill_phot
         assert body["reason"]
 
 
-def test_predict_without_key_is_401(api_server: object, pill_photos: dict[str, Path]) -> None:
+def test_predict_without_key_is_401(api_server: ServerProcess, pill_photos: Photos) -> None:
     photo = pill_photos["single"].read_bytes()
-    response = httpx.post(f"{api_server.url}/predict",  # type: ignore[attr-defined]
+    response = httpx.post(f"{api_server.url}/predict",
                           files={"image": ("p.png", photo, "image/png")})
     assert response.status_code == 401
     assert response.json()["kind"] == "unauthorized"
 
 
-def test_predict_with_wrong_key_is_403(api_server: object, pill_photos: dict[str, Path]) -> None:
+def test_predict_with_wrong_key_is_403(api_server: ServerProcess, pill_photos: Photos) -> None:
     photo = pill_photos["single"].read_bytes()
-    response = httpx.post(f"{api_server.url}/predict",  # type: ignore[attr-defined]
+    response = httpx.post(f"{api_server.url}/predict",
                           headers={"X-API-Key": KEY[:-1] + "X"},
                           files={"image": ("p.png", photo, "image/png")})
     assert response.status_code == 403

@@ -11,6 +11,7 @@ import logging
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pillsnap.errors import (
     CorruptImageError,
@@ -78,7 +79,7 @@ def _record(request: Request, kind: str) -> None:
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, StarletteHTTPException)
     kind = getattr(exc, "kind", None) or _KIND_BY_STATUS.get(exc.status_code, "http_error")
     _record(request, kind)
     if exc.status_code >= 500:
@@ -101,7 +102,6 @@ async def _pillsnap_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: object) -> None:
     from fastapi import FastAPI
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     assert isinstance(app, FastAPI)
     app.add_exception_handler(StarletteHTTPException, _http_error)
