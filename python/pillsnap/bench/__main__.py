@@ -3,6 +3,8 @@
     python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F]
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
+    python -m pillsnap.bench api --model-path DIR | --url URL [--requests 2000]
+                                 [--concurrency 32] [--pipeline single] [--json F]
 """
 
 from __future__ import annotations
@@ -47,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     latency.add_argument("--size", type=int, default=384)
     latency.add_argument("--classes", type=int, default=5000)
     latency.add_argument("--json", type=Path, help="write the figures as JSON")
+    from pillsnap.bench import api as bench_api
+
+    bench_api.add_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "api":
+        return bench_api.main(args)
     if args.command == "latency":
         from pillsnap.bench import latency as bench_latency
 
