@@ -43,12 +43,14 @@ class Browser:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
             pages = [t for t in json.load(reply) if t["type"] == "page"]
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=None,
+                                   open_timeout=10)
+        self.ws = self._connection.__enter__()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.ws.close()
+        self._connection.__exit__(None, None, None)
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
