@@ -3,7 +3,13 @@ only when a test asks) a tiny trained classifier + detector and their export fol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,3 +102,82 @@ def native_module() -> object:
     from pillsnap.native import native
 
     return native()
+
+
+# ------------------------------------------------------------------------------ API server
+
+API_KEYS = ("test-key-0123456789abcdef", "old-key-rotating-0123456789")
+
+
+def api_settings(model_path: Path | None, **values: object) -> object:
+    """Settings for a test server: two keys (rotation), small limits, no .env."""
+    from pillsnap.serve.settings import Settings
+
+    base: dict[str, object] = {"api_keys": list(API_KEYS), "model_path": model_path,
+                               "backend": "embedded", "port": 0,
+                               "max_upload_bytes": 256 * 1024, "max_pixels": 2_000_000,
+                               "max_batch_images": 3, "request_timeout_s": 20.0}
+    base.update(values)
+    return Settings(_env_file=None, **base)
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def api_server(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``python -m pillsnap.serve api`` in a child process (real HTTP on a free loopback port),
+    embedded backend over ``exported``, two keys, 256 KiB / 2 MP / 3-image limits.
+
+    A child, not a thread: the test process has ultralytics imported (training fixtures),
+    which patches ``PIL.Image.open``; a server never does.
+    """
+    import httpx
+
+    work = tmp_path_factory.mktemp("api")
+    log = work / "server.log"
+    env = {**os.environ, "API_KEY": ",".join(API_KEYS), "PYTHONUNBUFFERED": "1"}
+    for name in ("CORS_ALLOW_ORIGINS", "MODEL_PATH", "TRITON_URL", "LOG_LEVEL"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0",
+               "--model-path", str(exported), "--cfg", str(REPO / "config.yaml"),
+               "serve.max_upload_bytes=262144", "serve.max_pixels=2000000",
+               "serve.max_batch_images=3", "serve.request_timeout_s=20"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=work, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        url = _wait_for_url(process, log)
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        yield ServerProcess(url, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(r"Uvicorn running on (http://\S+)", log.read_text(errors="replace"))
+        if found:
+            return found[1]
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"the API server did not start:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def pill_photos(trained: dict[str, Path]) -> dict[str, Path]:
+    """One single-pill photo and one combination photo of the tiny dataset."""
+    base = trained["base"] / "aihub"
+    single = sorted(base.glob("1.Training/원천데이터/TS_*_단일/*/*.png"))
+    combo = sorted(base.glob("1.Training/원천데이터/TS_*_조합/*/*.png"))
+    return {"single": single[0], "combo": combo[0]}

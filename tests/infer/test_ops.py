@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ast
 import io
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -132,12 +134,32 @@ def test_bad_uploads_get_their_kind() -> None:
     photo = np.full((20, 30, 3), 200, dtype=np.uint8)
     assert ops.decode_image(_png(photo)).shape == (20, 30, 3)
     for data, kind in [(b"", "unsupported"), (b"hello, not an image", "unsupported"),
-                       (_png(photo)[:60], "corrupt")]:
+                       (_png(photo)[:60], "corrupt"), (_jpeg(photo)[:300], "corrupt")]:
         with pytest.raises(ops.ImageInputError) as err:
             ops.decode_image(data)
         assert err.value.kind == kind, data[:20]
     with pytest.raises(ops.ImageInputError, match="limit is 100") as err:
         ops.decode_image(_png(photo), max_pixels=100)
+    assert err.value.kind == "too_large"
+
+
+def _jpeg(photo: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", exif=Image.Exif().tobytes())
+    return buf.getvalue()
+
+
+def test_pixel_bomb_beyond_pillows_own_guard_is_too_large() -> None:
+    # a 20000 x 20000 PNG header: Pillow refuses it inside Image.open, before our check
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    ihdr = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 2, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(ops.ImageInputError) as err:
+        ops.decode_image(data, max_pixels=40_000_000)
     assert err.value.kind == "too_large"
 
 

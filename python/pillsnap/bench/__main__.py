@@ -4,6 +4,8 @@
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
     python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--json F]
+    python -m pillsnap.bench api --model-path DIR | --url URL [--requests 2000]
+                                 [--concurrency 32] [--pipeline single] [--json F]
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=summary)
         add_args(p)
         p.add_argument("--json", type=Path, help="write the figures as JSON")
+    from pillsnap.bench import api as bench_api
+
+    bench_api.add_parser(sub)
     return parser
 
 
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pillsnap.logs import setup_logging
 
+    if args.command == "api":
+        from pillsnap.bench import api as bench_api
+
+        return bench_api.main(args)
     if args.command == "loader":
         from pillsnap.bench import loader as bench_loader
 

@@ -73,6 +73,11 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageInputError("unsupported", "not an image (JPEG, PNG, WebP or BMP)") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, for headers over ~179 MP
+        raise ImageInputError("too_large", "image has far too many pixels (decompression "
+                              f"bomb guard); the limit is {max_pixels}") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # a known signature, a damaged header
+        raise ImageInputError("corrupt", f"corrupt image header: {exc}") from None
     if image.format not in IMAGE_FORMATS:
         raise ImageInputError("unsupported", f"{image.format} images are not accepted; "
                               f"send one of {', '.join(IMAGE_FORMATS[:4])}")

@@ -1,11 +1,18 @@
-"""``python -m pillsnap.serve triton``: run tritonserver on the model repository.
+"""Serving commands: the API proxy and tritonserver.
 
+    python -m pillsnap.serve api [--host H] [--port P] [--model-path DIR] [--triton-url H:P]
+                                 [--backend auto|embedded|triton] [--insecure-dev]
+                                 [--cfg config.yaml] [--env-file .env] [serve.key=value ...]
     python -m pillsnap.serve triton                          # bundled binary, CPU configs
     python -m pillsnap.serve triton --repository triton_models triton.http_port=9100
     python -m pillsnap.serve triton --docker                 # print the NGC docker command
     python -m pillsnap.serve triton --gpu                    # a full tritonserver on PATH
 
-Waits until pill_single and pill_combo are ready, prints the ports, and stops the server
+api: the FastAPI proxy (uvicorn). Settings: CLI flags and overrides > config.yaml (serve
+section) > environment > .env. It refuses to start without an API key unless
+``--insecure-dev`` is given.
+
+triton: waits until pill_single and pill_combo are ready, prints the ports, and stops the server
 cleanly on Ctrl-C or SIGTERM. Ports come from ``triton.*_port``; the restricted admin APIs
 need the header ``triton.admin_header`` with the value of TRITON_ADMIN_KEY (a random key is
 made and printed when it is unset). Exits 2 with the reason and the server log's tail when
@@ -55,7 +62,44 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--docker", action="store_true",
                         help="print the docker run command for the NGC image and exit")
     add_config_args(triton)
+    api = sub.add_parser("api", help="run the API proxy (FastAPI + uvicorn)")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--model-path", type=Path, help="export folder (embedded backend)")
+    api.add_argument("--triton-url", help="host:port of Triton's HTTP endpoint")
+    api.add_argument("--backend", choices=["auto", "embedded", "triton"])
+    api.add_argument("--insecure-dev", action="store_true", default=None,
+                     help="run without an API key (local development only)")
+    add_config_args(api)
     return parser
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from pillsnap.errors import ConfigError
+    from pillsnap.serve.app import create_app
+    from pillsnap.serve.logs import setup_server_logging
+    from pillsnap.serve.settings import load_settings
+
+    try:
+        settings = load_settings(args.cfg, args.overrides, env_file=args.env_file,
+                                 host=args.host, port=args.port, model_path=args.model_path,
+                                 triton_url=args.triton_url, backend=args.backend,
+                                 insecure_dev=args.insecure_dev)
+        setup_server_logging(settings.log_level)
+        app = create_app(settings)
+    except (ConfigError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            access_log=False, timeout_graceful_shutdown=5,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns (not raises) when the lifespan failed: the backend could not start
+    return 0 if server.started else 3
 
 
 def launch_from(cfg: PillsnapConfig, args: argparse.Namespace) -> TritonLaunch:
@@ -105,6 +149,8 @@ def _full_server(launch: TritonLaunch) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
+    if args.command == "api":
+        return run_api(args)
     try:
         cfg = config_from_args(args)
         setup_logging(cfg.logging.level)

@@ -1,0 +1,1 @@
+"""One router per concern: probes, info (version, metrics), predict (+ batch), web page."""

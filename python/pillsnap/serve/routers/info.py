@@ -1,0 +1,27 @@
+"""Model/code version and Prometheus metrics (keyed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from pillsnap import __version__
+from pillsnap.serve.deps import ApiKey, BackendDep, MetricsDep
+from pillsnap.serve.schemas import Version, error_responses
+
+router = APIRouter(tags=["info"], dependencies=[ApiKey], responses=error_responses(401, 403))
+
+
+@router.get("/version", response_model=Version)
+async def version(backend: BackendDep) -> Version:
+    """The code version and the model version the backend serves (null while unreachable)."""
+    return Version(code_version=__version__, model_version=await backend.model_version(),
+                   backend=backend.name, pipelines=list(backend.pipelines))
+
+
+@router.get("/metrics", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(registry: MetricsDep) -> PlainTextResponse:
+    """Prometheus text format: requests, latency per route and per stage, errors, in-flight."""
+    return PlainTextResponse(registry.render(),
+                             media_type="text/plain; version=0.0.4; charset=utf-8")

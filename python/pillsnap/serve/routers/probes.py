@@ -1,0 +1,27 @@
+"""Liveness and readiness probes (open when ``serve.health_public``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from pillsnap.serve.deps import BackendDep, ProbeKey
+from pillsnap.serve.schemas import Health, Ready, error_responses
+
+router = APIRouter(tags=["probes"], dependencies=[ProbeKey])
+
+
+@router.get("/health", response_model=Health, responses=error_responses(401, 403))
+async def health() -> Health:
+    """The process is up and answering (says nothing about the models)."""
+    return Health()
+
+
+@router.get("/ready", response_model=Ready,
+            responses={503: {"model": Ready}, **error_responses(401, 403)})
+async def ready(backend: BackendDep) -> JSONResponse:
+    """The backend can predict now: models loaded (embedded) or both ensembles ready (Triton)."""
+    state = await backend.readiness()
+    body = Ready(ready=state.ready, backend=backend.name, detail=state.detail,
+                 pipelines=list(backend.pipelines))
+    return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
