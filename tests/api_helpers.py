@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import API_KEYS, ServerProcess
+API_KEYS = ("test-key-0123456789abcdef", "old-key-rotating-0123456789")
+
+
+def api_settings(model_path: Path | None, **values: object) -> object:
+    """Settings for a test server: two keys (rotation), small limits, no .env."""
+    from pillsnap.serve.settings import Settings
+
+    base: dict[str, object] = {"api_keys": list(API_KEYS), "model_path": model_path,
+                               "backend": "embedded", "port": 0,
+                               "max_upload_bytes": 256 * 1024, "max_pixels": 2_000_000,
+                               "max_batch_images": 3, "request_timeout_s": 20.0}
+    base.update(values)
+    return Settings(_env_file=None, **base)
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
 
 KEY = API_KEYS[0]
 Photos = dict[str, Path]  # the pill_photos fixture: "single" and "combo" photos
-__all__ = ["AUTH", "KEY", "Photos", "ServerProcess", "edi_schema_ok", "jpeg", "png_header_only"]
+__all__ = ["API_KEYS", "AUTH", "KEY", "Photos", "ServerProcess", "api_settings", "edi_schema_ok",
+           "jpeg", "png_header_only"]
 AUTH = {"X-API-Key": KEY}
 
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from api_helpers import API_KEYS, ServerProcess
 from pillsnap.config import PillsnapConfig, load_config
 from pillsnap.data.synth import SynthSpec
 
@@ -105,27 +105,6 @@ def native_module() -> object:
 
 
 # ------------------------------------------------------------------------------ API server
-
-API_KEYS = ("test-key-0123456789abcdef", "old-key-rotating-0123456789")
-
-
-def api_settings(model_path: Path | None, **values: object) -> object:
-    """Settings for a test server: two keys (rotation), small limits, no .env."""
-    from pillsnap.serve.settings import Settings
-
-    base: dict[str, object] = {"api_keys": list(API_KEYS), "model_path": model_path,
-                               "backend": "embedded", "port": 0,
-                               "max_upload_bytes": 256 * 1024, "max_pixels": 2_000_000,
-                               "max_batch_images": 3, "request_timeout_s": 20.0}
-    base.update(values)
-    return Settings(_env_file=None, **base)
-
-
-@dataclass
-class ServerProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api_helpers import AUTH, Photos, ServerProcess
-from conftest import API_KEYS, api_settings
+from api_helpers import API_KEYS, AUTH, Photos, ServerProcess, api_settings
 from pillsnap.serve.app import create_app
 from pillsnap.serve.live import LiveServer
 from pillsnap.serve.metrics import Metrics

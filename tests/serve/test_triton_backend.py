@@ -15,8 +15,7 @@ import httpx
 import pytest
 from fake_triton import fake_triton
 
-from api_helpers import AUTH, Photos
-from conftest import api_settings
+from api_helpers import AUTH, Photos, api_settings
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.serve.app import create_app
 from pillsnap.serve.live import LiveServer
