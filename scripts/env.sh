@@ -14,14 +14,21 @@ _pyver="$("$_python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 _key="$( (echo "$_pyver"; cat "$_root/pyproject.toml") | sha256sum | cut -c1-12)"
 export PILLSNAP_VENV="${PILLSNAP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pillsnap/venv-py$_pyver-$_key}"
 
-# The extension builds libjpeg-turbo from source with cmake + nasm (docs/build.md).
-if ! command -v cmake >/dev/null 2>&1 || ! command -v nasm >/dev/null 2>&1; then
+# System packages: cmake + nasm build the bundled libjpeg-turbo (docs/build.md); chromium
+# runs the web page's browser test (headless).
+_missing=""
+command -v cmake >/dev/null 2>&1 || _missing="$_missing cmake"
+command -v nasm >/dev/null 2>&1 || _missing="$_missing nasm"
+command -v chromium >/dev/null 2>&1 || _missing="$_missing chromium"
+if [ -n "$_missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[env] installing cmake and nasm (needed to build libjpeg-turbo)"
-    apt-get update -qq && apt-get install -y -qq cmake nasm >/dev/null
-  else
+    echo "[env] installing:$_missing"
+    apt-get update -qq && apt-get install -y -qq $_missing >/dev/null
+  elif ! command -v cmake >/dev/null 2>&1 || ! command -v nasm >/dev/null 2>&1; then
     echo "[env] cmake and nasm are required: apt-get install -y cmake nasm (see docs/build.md)" >&2
     return 1 2>/dev/null || exit 1
+  else
+    echo "[env] chromium is missing (apt-get install -y chromium): the browser test is skipped" >&2
   fi
 fi
 

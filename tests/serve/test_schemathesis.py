@@ -1,19 +1,17 @@
 """Property-based requests generated from the app's own OpenAPI schema, with a valid key:
 whatever schemathesis sends, the server answers without a 5xx.
 
-Needs schemathesis 4 (dev dependency); skipped only when it cannot be imported.
+Needs schemathesis 4 (a dev dependency).
 """
 
 from __future__ import annotations
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-
-from api_helpers import AUTH, ServerProcess  # noqa: E402
+from api_helpers import AUTH, ServerProcess
 
 pytestmark = pytest.mark.slow
 
