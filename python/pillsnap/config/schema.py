@@ -133,6 +133,8 @@ class DetTrainConfig(Section):
     patience: int = Field(20, ge=0)
     workers: int = Field(8, ge=0)
     include_single: bool = False  # also train the detector on single-pill photos
+    # ultralytics' warm-up, in epochs (at least 100 iterations whenever it is above 0)
+    warmup_epochs: float = Field(3.0, ge=0.0)
 
 
 class TrainConfig(Section):

@@ -88,6 +88,7 @@ def train_detector(cfg: PillsnapConfig) -> dict[str, Any]:
         model.train(trainer=Map50Trainer, data=str(data_yaml), epochs=det.epochs,
                     batch=det.batch_size, imgsz=cfg.models.detector.image_size,
                     patience=det.patience, workers=det.workers, device=device, amp=amp,
+                    warmup_epochs=det.warmup_epochs,
                     seed=cfg.run.seed, deterministic=cfg.run.deterministic,
                     pretrained=pretrained, project=str(det_dir.resolve()), name="ultralytics",
                     exist_ok=True, plots=False)  # plots need Arial.ttf, a download

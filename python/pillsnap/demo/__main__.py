@@ -1,0 +1,148 @@
+"""PillSnap's main job end to end on small generated data, each stage timed.
+
+    python -m pillsnap.demo                      # demo_run/: build, train, export, serve
+    python -m pillsnap.demo --triton             # the API in front of a tritonserver
+    python -m pillsnap.demo --stop               # stop the servers after the predictions
+    python -m pillsnap.demo --profile quick      # CI's reduced size (a few minutes)
+
+Stages: a synthetic dataset in the exact AIHub layout -> scan -> packs and the YOLO view ->
+the classifier and the detector trained with the demo configs -> ONNX export with parity
+checks and the Triton repository -> the API (embedded ONNX Runtime by default) -> a real
+``/predict`` for a validation single-pill photo and a combination photo, printed next to
+their true K-codes. The server then keeps running (the web page's URL and the one-off API
+key are printed) until Ctrl-C, unless ``--stop``. ``<out>/demo_result.json`` keeps the
+answers and the stage times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pillsnap.config.paths import windows_path_hint
+from pillsnap.errors import PillsnapError
+from pillsnap.logs import setup_logging
+
+logger = logging.getLogger("pillsnap.demo")
+
+
+class Stages:
+    """Runs named stages, printing and recording how long each took."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        print(f"== {name}", flush=True)
+        started = time.perf_counter()
+        result = fn()
+        self.times[name] = round(time.perf_counter() - started, 1)
+        print(f"   done in {self.times[name]:.1f} s", flush=True)
+        return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from pillsnap.demo import live, stages
+    from pillsnap.demo.profile import PROFILES, demo_config
+
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)  # the demo folder is the demo's own: start clean every time
+    cfg = demo_config(out, args.profile, tuple(args.overrides))
+    stage = Stages()
+    data = stage("synthetic AIHub dataset -> scan -> packs + YOLO view",
+                 lambda: stages.make_data(cfg, PROFILES[args.profile].synth, args.workers))
+    print(f"   {data['images']} photos, {data['pills']} pills, {data['classes']} drugs; "
+          f"pack records {data['pack_records']}; YOLO view {data['yolo_images']}")
+    trained = stage("train the classifier, then the detector", lambda: stages.train_both(cfg))
+    print(f"   classifier {trained['classifier']}, detector {trained['detector']}")
+    exported = stage("export ONNX (parity checked) + Triton repository",
+                     lambda: stages.export_both(cfg, trained["det_best"]))
+    print(f"   {exported}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    children, url, key = stage("start the API" + (" and tritonserver" if args.triton else ""),
+                               lambda: live.start_servers(cfg, out, port=args.port,
+                                                          triton=args.triton, env=env))
+    try:
+        results = stage("POST /predict for validation photos",
+                        lambda: _predictions(cfg, url, key))
+        record = {"profile": args.profile, "backend": "triton" if args.triton else "embedded",
+                  "stages_s": stage.times, "data": data, "training": trained,
+                  "export": exported, "predictions": results}
+        (out / "demo_result.json").write_text(json.dumps(record, indent=2, ensure_ascii=False)
+                                              + "\n", encoding="utf-8")
+        print("== stage times: " + ", ".join(f"{n} {t:.1f} s" for n, t in stage.times.items()))
+        if not args.stop:
+            _serve_until_interrupted(children, url, key)
+    finally:
+        for child in reversed(children):
+            child.stop()
+    return 0
+
+
+def _predictions(cfg: Any, url: str, key: str) -> dict[str, Any]:
+    from pillsnap.demo import live
+
+    results = {}
+    for kind, (photo, truth) in live.validation_photos(cfg).items():
+        pipeline = "single" if kind == "single" else "combo"
+        result = live.compare(live.predict(url, key, photo, pipeline), truth)
+        results[pipeline] = {"photo": str(photo), **result}
+        mark = "OK " if result["match"] else "MISS"
+        print(f"   [{mark}] {pipeline:6s} {photo.name}")
+        print(f"          true      {', '.join(truth)}")
+        for pill in result["pills"]:
+            print(f"          predicted {pill['k_code']} {pill['name']} (EDI {pill['edi_code']},"
+                  f" confidence {pill['confidence']:.2f})")
+    return results
+
+
+def _serve_until_interrupted(children: list[Any], url: str, key: str) -> None:
+    print(f"\nThe API is running: web page {url}/ (API key for this run: {key})")
+    print("Try:  curl -s -H 'X-API-Key: " + key + f"' -F image=@PHOTO.png '{url}/predict'")
+    print("Ctrl-C stops it.", flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"] and all(c.process.poll() is None for c in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pillsnap.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("demo_run"))
+    parser.add_argument("--profile", choices=["full", "quick"], default="full")
+    parser.add_argument("--triton", action="store_true",
+                        help="serve through tritonserver (the bundled CPU binary)")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop the servers after the predictions")
+    parser.add_argument("--port", type=int, default=8000, help="the API's port (0: any free)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides on top of the demo configs")
+    args = parser.parse_args(argv)
+    hint = windows_path_hint(str(args.out))
+    if hint:
+        parser.error(hint)
+    setup_logging("WARNING")
+    try:
+        return run(args)
+    except PillsnapError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

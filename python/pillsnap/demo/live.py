@@ -1,0 +1,126 @@
+"""The demo's serving stage: start the API (embedded ONNX Runtime, or Triton behind it), send
+real ``/predict`` requests for validation photos, and compare with their true K-codes.
+
+The servers run as child processes with the same commands a user types
+(``python -m pillsnap.serve api`` / ``triton``), and the requests go over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pillsnap.config import PillsnapConfig
+from pillsnap.data.manifest import read_manifest
+from pillsnap.errors import PillsnapError
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _start(name: str, command: list[str], log: Path, *, env: dict[str, str] | None,
+           ready: str, timeout_s: float) -> tuple[Child, re.Match[str]]:
+    """Run ``command`` with output to ``log``; wait for a line matching ``ready``."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    child = Child(name, process, log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(ready, log.read_text(errors="replace"))
+        if found:
+            return child, found
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    child.stop()
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise PillsnapError(f"{name} did not start (log {log}):\n{tail}")
+
+
+def start_servers(cfg: PillsnapConfig, out: Path, *, port: int, triton: bool,
+                  env: dict[str, str]) -> tuple[list[Child], str, str]:
+    """The API (and Triton when asked); returns the children, the API's URL and its key."""
+    key = secrets.token_urlsafe(24)
+    children: list[Child] = []
+    cfg_file = str(out / "config.yaml")
+    api = [sys.executable, "-m", "pillsnap.serve", "api", "--cfg", cfg_file, "--port",
+           str(port), "--model-path", str(cfg.export.out_dir)]
+    if triton:
+        from pillsnap.serve.triton_server import free_ports
+
+        ports = free_ports()
+        server, _ = _start("tritonserver", [
+            sys.executable, "-m", "pillsnap.serve", "triton", "--cfg", cfg_file,
+            f"triton.http_port={ports.http}", f"triton.grpc_port={ports.grpc}",
+            f"triton.metrics_port={ports.metrics}"], out / "triton.log", env=env,
+            ready=r"tritonserver ready", timeout_s=cfg.triton.startup_timeout_s + 30)
+        children.append(server)
+        api += ["--backend", "triton", "--triton-url", f"127.0.0.1:{ports.http}"]
+    try:
+        child, found = _start("the API", api, out / "api.log", env={**env, "API_KEY": key},
+                              ready=r"Uvicorn running on (http://\S+)", timeout_s=120)
+    except PillsnapError:
+        for c in children:
+            c.stop()
+        raise
+    children.append(child)
+    return children, found[1], key
+
+
+def validation_photos(cfg: PillsnapConfig) -> dict[str, tuple[Path, list[str]]]:
+    """The first single-pill and the first combination photo of the val split, with truth."""
+    chosen: dict[str, tuple[Path, list[str]]] = {}
+    for row in read_manifest(Path(cfg.data.manifest_dir)):
+        if row.split == "val" and row.kind not in chosen:
+            chosen[row.kind] = (Path(cfg.data.root) / row.path,
+                                sorted(p.k_code for p in row.pills))
+    return chosen
+
+
+def predict(url: str, key: str, photo: Path, pipeline: str) -> dict[str, Any]:
+    """``POST /predict`` as multipart form data, with the API key."""
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"{photo.name}\"\r\nContent-Type: image/png\r\n\r\n").encode()
+    body += photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{url}/predict?pipeline={pipeline}&top_k=3", data=body, method="POST",
+        headers={"X-API-Key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise PillsnapError(f"/predict answered {exc.code}: {exc.read()[:300]!r}") from None
+
+
+def compare(answer: dict[str, Any], truth: list[str]) -> dict[str, Any]:
+    predicted = sorted(p["top1"]["k_code"] for p in answer["pills"])
+    return {"truth": truth, "predicted": predicted, "match": predicted == truth,
+            "pills": [{"k_code": p["top1"]["k_code"], "name": p["top1"]["name"]["ko"],
+                       "edi_code": p["top1"]["edi_code"],
+                       "confidence": round(p["top1"]["confidence"], 3),
+                       "bbox": p.get("bbox")} for p in answer["pills"]],
+            "recommend_combo": answer.get("recommend_combo"),
+            "timing_ms": answer["timing_ms"].get("total")}
