@@ -285,8 +285,12 @@ def help_text(module: str, sub: str | None = None) -> tuple[int, str]:
 
 
 def subcommands(help_output: str) -> set[str]:
-    usage = help_output.split("\n\n", 1)[0]
-    return {name for group in re.findall(r"\{([\w,-]+)\}", usage) for name in group.split(",")}
+    """The choices of a positional ``{a,b}`` in the usage line, not of an option's value."""
+    words = help_output.split("\n\n", 1)[0].split()
+    return {name for before, word in zip(["", *words], words, strict=False)
+            if re.fullmatch(r"\{[\w,-]+\}", word)
+            and not (before.lstrip("[").startswith("-") and not before.endswith("]"))
+            for name in word[1:-1].split(",")}
 
 
 def help_problems(call: ModuleCall) -> list[str]:
@@ -389,6 +393,22 @@ def test_module_commands_exist_and_accept_their_flags() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_command_list_names_every_subcommand() -> None:
+    """``python -m pillsnap`` (a README command) lists each module's subcommands."""
+    done = subprocess.run([sys.executable, "-m", "pillsnap"], capture_output=True, text=True,
+                          check=True, cwd=REPO, env=_env())
+    listing = done.stdout
+    modules = re.findall(r"python -m (pillsnap[\w.]*)", listing)
+    assert "pillsnap.serve" in modules
+    missing = []
+    for module in modules:
+        rc, text = help_text(module)
+        assert rc == 0, text
+        missing += [f"{module} {sub}" for sub in sorted(subcommands(text))
+                    if not re.search(rf"(?<![\w-]){re.escape(sub)}(?![\w-])", listing)]
+    assert not missing, f"python -m pillsnap does not list: {missing}"
+
+
 def test_tunnel_commands_are_in_the_script_usage() -> None:
     usage = (REPO / "scripts" / "tunnel.sh").read_text(encoding="utf-8").split("set -euo")[0]
     problems = []
@@ -440,6 +460,7 @@ python -m pillsnap.data scan --cfg configs/rtx5080-wsl.yaml \\
     --workers 2   # a comment with a # inside
 python -m pillsnap.frobnicate --now
 python -m pillsnap.ops release --export x --no-such-flag
+python -m pillsnap.serve api --repository triton_models
 python -m pillsnap.train train.batchsize=3
 ```
 """
@@ -452,6 +473,9 @@ def test_the_checks_fail_on_drift() -> None:
     problems = check_help([call for c in commands if (call := module_call(c))])
     assert any("pillsnap.frobnicate --help exits" in p for p in problems), problems
     assert any("--no-such-flag is not an option of python -m pillsnap.ops release" in p
+               for p in problems), problems
+    # a flag of a sibling subcommand (serve triton) is not one of serve api
+    assert any("--repository is not an option of python -m pillsnap.serve api" in p
                for p in problems), problems
     assert not any("data scan" in p for p in problems), problems
     assert key_problems(config_keys(DRIFTED)) == [
