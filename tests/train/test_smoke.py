@@ -12,6 +12,7 @@ import yaml
 from pillsnap.config import PillsnapConfig
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.prefetch import DevicePrefetcher
+from pillsnap.errors import ConfigError
 from pillsnap.train.__main__ import dispatch
 from pillsnap.train.checkpoint import load_checkpoint
 from pillsnap.train.classifier import train_classifier
@@ -80,3 +81,11 @@ def test_both_runs_the_classifier_then_the_detector(
     calls.clear()
     dispatch(make_cfg("active_feature_set=advanced", "train.task=det"))
     assert calls == ["det"]
+
+    # under torchrun every rank would train its own detector: refused before any training
+    calls.clear()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for task in ("both", "det"):
+        with pytest.raises(ConfigError, match="without it"):
+            dispatch(make_cfg("active_feature_set=advanced", f"train.task={task}"))
+    assert calls == []

@@ -45,8 +45,7 @@ class DataConfig(Section):
     manifest_dir: ConfigPath = "artifacts/manifest"
     scan_workers: int = Field(0, ge=0)  # 0: all cores
     verify_images: Literal["header", "none"] = "header"
-    stage: Literal[0, 1, 2, 3, 4] = 0  # 0: everything; 1-4 the progressive subsets
-    stage_seed: int = 42
+    stage_seed: int = 42  # python -m pillsnap.data stage: the subset's random draw
 
 
 class PackConfig(Section):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.errors import PillsnapError
+from pillsnap.errors import ConfigError, PillsnapError
 
 logger = logging.getLogger("pillsnap.train")
 
@@ -21,6 +22,12 @@ logger = logging.getLogger("pillsnap.train")
 def dispatch(cfg: PillsnapConfig) -> None:
     """The one place that maps ``train.task`` to a trainer; ``both`` runs them in sequence."""
     task = cfg.train.task
+    if task in ("det", "both") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank would train its own copy of the detector on cuda:0.
+        raise ConfigError(f"train.task={task} under torchrun: the detector trains in one "
+                          "process (ultralytics); run the classifier with torchrun "
+                          "(train.task=cls) and the detector without it "
+                          "(python -m pillsnap.train.detect)")
     if task in ("cls", "both"):
         from pillsnap.train import classifier
 

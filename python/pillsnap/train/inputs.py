@@ -21,7 +21,7 @@ def load_classes(cfg: PillsnapConfig) -> ClassIndex:
     if len(classes) > limit:
         raise ConfigError(f"the class index has {len(classes)} classes, more than "
                           f"models.classifier.max_classes={limit}; raise the limit or use a "
-                          "smaller data.stage")
+                          "smaller stage (python -m pillsnap.data stage)")
     return classes
 
 
