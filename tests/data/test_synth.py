@@ -283,3 +283,23 @@ def test_summary_reports_what_was_written(tiny: tuple[Path, SynthSummary]) -> No
     assert json.loads(json.dumps(d)) == d
     assert d["root"] == str(root) and d["classes"] == 6 and d["seconds"] >= 0
     assert d["pills"] == sum(len(r["pills"]) for r in truth(root))
+
+
+def test_lookalike_groups_can_be_turned_off() -> None:
+    def looks(drugs: list) -> dict[int, set[tuple[str, str, str]]]:
+        groups: dict[int, set[tuple[str, str, str]]] = {}
+        for d in drugs:
+            f = d.fields
+            groups.setdefault(d.group, set()).add(
+                (f["drug_shape"], f["color_class1"], str(f["leng_long"])))
+        return groups
+
+    real = build_catalog(12, seed=0)
+    assert len(looks(real)) <= 6  # 12 drugs in groups of two to four
+    assert all(2 <= sum(d.group == g for d in real) <= 4 for g in looks(real))
+    assert all(len(v) == 1 for v in looks(real).values())  # a group shares one look
+    distinct = build_catalog(12, seed=0, lookalikes=False)
+    assert len(looks(distinct)) == 12  # every drug a group (and a look) of its own
+    assert build_catalog(12, seed=0, lookalikes=False)[0].fields == distinct[0].fields
+    with pytest.raises(ValueError, match="lookalikes"):
+        SynthSpec(lookalikes="no")  # type: ignore[arg-type]

@@ -34,14 +34,15 @@ PROFILES = {
     "full": Profile(SynthSpec(classes=12, train_per_class=80, val_per_class=20,
                               combo_train=120, combo_val=30, width=488, height=640, seed=0),
                     ()),
-    # CI: 4 drugs, small photos, short training; still real training, real answers
+    # CI: 4 drugs that each look different (no look-alike groups: too few epochs to learn
+    # imprints), small photos, short training; still real training and real answers
     "quick": Profile(SynthSpec(classes=4, train_per_class=30, val_per_class=5,
-                               combo_train=48, combo_val=8, pills_per_combo=(2, 3),
-                               width=244, height=320, seed=0),
+                               combo_train=64, combo_val=8, pills_per_combo=(2, 3),
+                               width=244, height=320, seed=0, lookalikes=False),
                      ("train.epochs=6", "models.classifier.image_size=64",
-                      "pack.short_side=96", "models.detector.image_size=160",
-                      "train.det.epochs=30", "train.det.batch_size=8",
-                      "train.det.warmup_epochs=1")),
+                      "pack.short_side=96", "models.detector.image_size=224",
+                      "train.det.epochs=100", "train.det.batch_size=8",
+                      "train.det.patience=20", "train.det.warmup_epochs=1")),
 }
 
 

@@ -66,6 +66,9 @@ class SynthSpec:
     width: int = 976  # AIHub photos are 976x1280 (portrait)
     height: int = 1280
     seed: int = 0
+    # Real catalogues hold look-alike drugs (same shape and colour, told apart by imprint
+    # only); False gives every drug its own look, for runs too short to learn imprints.
+    lookalikes: bool = True
 
     def __post_init__(self) -> None:
         # Accept a list from YAML or argparse and numpy integers; store plain ints, so that
@@ -115,6 +118,8 @@ def _spec_problems(spec: SynthSpec) -> Iterator[str]:
     yield from _combo_problems(spec)
     if not _is_int(spec.seed) or spec.seed < 0:
         yield f"seed must be a non-negative integer, got {spec.seed!r}"
+    if not isinstance(spec.lookalikes, bool):
+        yield f"lookalikes must be true or false, got {spec.lookalikes!r}"
     counts = (spec.train_per_class, spec.val_per_class, spec.combo_train, spec.combo_val)
     if all(_is_int(c) and c >= 0 for c in counts) and not any(counts):
         yield "nothing to generate: every image count is 0"
@@ -167,7 +172,7 @@ def generate(out: Path, spec: SynthSpec, workers: int = 1) -> SynthSummary:
     out = Path(out)
     _prepare_out(out)
     start = time.perf_counter()
-    catalog = build_catalog(spec.classes, spec.seed)
+    catalog = build_catalog(spec.classes, spec.seed, lookalikes=spec.lookalikes)
     jobs = plan_jobs(out, spec, catalog)
     logger.info("generating %d synthetic images (%d classes, %dx%d) into %s with %d worker(s)",
                 len(jobs), spec.classes, spec.width, spec.height, out, workers)

@@ -134,8 +134,12 @@ class _Look:
     rgb2: tuple[int, int, int]
 
 
-def build_catalog(classes: int, seed: int) -> list[Drug]:
-    """Return ``classes`` drugs sorted by K-code, deterministic in ``(classes, seed)``."""
+def build_catalog(classes: int, seed: int, *, lookalikes: bool = True) -> list[Drug]:
+    """Return ``classes`` drugs sorted by K-code, deterministic in ``(classes, seed)``.
+
+    With ``lookalikes`` drugs come in groups of 3-4 sharing shape and colour; without, every
+    drug has a look of its own (groups of one).
+    """
     if not 1 <= classes <= MAX_CLASSES:
         raise ValueError(f"classes must be in 1..{MAX_CLASSES}, got {classes}")
     rng = np.random.default_rng([_CATALOG_STREAM, seed])
@@ -143,7 +147,8 @@ def build_catalog(classes: int, seed: int) -> list[Drug]:
     used_imprints: set[str] = set()
     used_names: set[str] = set()
     drugs: list[Drug] = []
-    for group, size in enumerate(_group_sizes(classes, rng)):
+    sizes = _group_sizes(classes, rng) if lookalikes else [1] * classes
+    for group, size in enumerate(sizes):
         look = _draw_look(rng)
         family = _draw_family(rng, used_names, used_imprints, look)
         for member in range(size):
