@@ -18,9 +18,11 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pillsnap.config.loader import load_config
+from pillsnap.config.schema import ServeConfig
 
 DEFAULT_CORS = ["http://localhost:3000", "https://pillsnap.co.kr", "https://api.pillsnap.co.kr"]
 CommaList = Annotated[list[str], NoDecode]
+_SERVE = ServeConfig.model_fields
 
 
 def _env(name: str, field: str, **default: Any) -> Any:
@@ -47,14 +49,15 @@ class Settings(BaseSettings):
                                                                    default="INFO")
     # no keys and this flag: every endpoint is open (logged loudly at start-up); never in prod
     insecure_dev: bool = False
-    health_public: bool = True
-    top_k: int = Field(5, ge=1, le=50)
-    low_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(40_000_000, ge=1)
-    max_batch_images: int = Field(16, ge=1)
-    request_timeout_s: float = Field(10.0, gt=0.0)
-    threads: int = Field(0, ge=0)  # ONNX Runtime intra-op threads for the embedded backend
+    # The limits are the config schema's own fields (defaults and bounds in one place).
+    health_public: bool = _SERVE["health_public"]
+    top_k: int = _SERVE["top_k"]
+    low_confidence: float = _SERVE["low_confidence"]
+    max_upload_bytes: int = _SERVE["max_upload_bytes"]
+    max_pixels: int = _SERVE["max_pixels"]
+    max_batch_images: int = _SERVE["max_batch_images"]
+    request_timeout_s: float = _SERVE["request_timeout_s"]
+    threads: int = _SERVE["threads"]
 
     @field_validator("api_keys", "cors_allow_origins", mode="before")
     @classmethod
