@@ -2,7 +2,8 @@
 few dozen requests: the figures in docs/benchmarks.md come from the full runs).
 
 Through Triton it starts the real tritonserver and a proxy child itself, and measures the
-same request sent straight to Triton; refusals are counted by status code.
+same request sent straight to Triton (the same load, then pairs alternating); refusals are
+counted by status code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def test_triton_backend_and_the_proxy_overhead(many_repo: Path, pill_photos: Pho
     out = tmp_path / "api.json"
     figures = api.run(api.Plan(requests=24, concurrency=4, pipeline="combo",
                                repository=many_repo, image=pill_photos["combo"],
-                               max_seconds=120), out)
+                               max_seconds=120, pairs=4), out)
     assert figures["backend"] == "triton" and figures["errors"] == 0
     for path in ("proxy", "direct_triton"):
         stats = figures[path]
@@ -34,6 +35,8 @@ def test_triton_backend_and_the_proxy_overhead(many_repo: Path, pill_photos: Pho
     assert figures["proxy"]["server_backend_ms"]["p50"] > 0
     assert figures["proxy_overhead_ms"] == pytest.approx(
         {q: figures["proxy"][q] - figures["direct_triton"][q] for q in ("p50", "p95", "p99")})
+    pairs = figures["paired_c1"]
+    assert pairs["pairs"] == 4 and pairs["proxy"]["p50"] > 0 and pairs["direct"]["p50"] > 0
     assert json.loads(out.read_text())["proxy"]["ok"] == 24
 
 

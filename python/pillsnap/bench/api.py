@@ -11,9 +11,15 @@ or the Triton backend in front of ``--triton-url`` (a running tritonserver) or o
 tritonserver it starts on ``--repository`` (bundled binary, CPU configs). With Triton, the
 same photo is then sent straight to Triton's HTTP endpoint (tritonclient's asyncio client,
 the same count and concurrency) and the report gives the proxy's overhead over that direct
-call. Reports client-side latency percentiles, throughput and errors by status, and the
-server's own split (backend vs proxy) from the responses' ``timing_ms``. The load is a
-closed loop (``bench/load.py``), bounded in count and time (``--max-seconds``).
+call; then ``--pairs`` requests each way alternate at concurrency 1, so both see the same
+background load (on a shared machine, runs one after the other do not), and the paired
+differences give the latency the proxy adds to one request.
+
+Reports client-side latency percentiles, throughput and errors by status, the server's own
+split (backend vs proxy) from the responses' ``timing_ms``, and the CPU time per request
+of each process (the load generator, a proxy and a tritonserver started here: on a few
+shared cores that is where the time goes). The load is a closed
+loop (``bench/load.py``), bounded in count and time (``--max-seconds``).
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pillsnap.bench.cpu import cpu_seconds
 from pillsnap.bench.latency import percentiles
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe
@@ -42,6 +49,8 @@ from pillsnap.bench.table import markdown_table
 
 TOP_K = 5
 ENSEMBLES = {"single": "pill_single", "combo": "pill_combo"}
+WARMUP_PAIRS = 3
+Meter = Callable[[], dict[str, float | None]]  # CPU seconds so far, per process
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class Plan:
     triton_url: str | None = None  # a running tritonserver (host:port of its HTTP endpoint)
     image: Path | None = None
     max_seconds: float = 600.0
+    pairs: int = 100  # with Triton: proxy and direct requests alternating at concurrency 1
 
     @property
     def backend(self) -> str:
@@ -100,33 +110,61 @@ def demo_photo() -> bytes:
 # ---------------------------------------------------------------------------- the load
 
 
-async def proxy_load(plan: Plan, url: str, key: str, photo: bytes) -> dict[str, Any]:
-    """``POST /predict`` through the proxy; adds the server's own backend / proxy split."""
-    import httpx
+async def proxy_load(plan: Plan, url: str, key: str, photo: bytes,
+                     meter: Meter) -> dict[str, Any]:
+    """``POST /predict`` through the proxy; adds the server's own backend / proxy split.
+
+    aiohttp, as tritonclient's asyncio client uses for the direct run: the same client
+    stack on both sides of the comparison, and the multipart body built once, as the
+    direct run's request is.
+    """
+    import aiohttp
 
     backend_ms: list[float] = []
     proxy_ms: list[float] = []
-    limits = httpx.Limits(max_connections=plan.concurrency,
-                          max_keepalive_connections=plan.concurrency)
-
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        async def send() -> None:
-            response = await client.post(
-                "/predict", params={"pipeline": plan.pipeline, "top_k": TOP_K},
-                headers={"X-API-Key": key}, files={"image": ("photo.jpg", photo)})
-            if response.status_code != 200:
-                raise Refused(response.status_code)
-            timing = response.json()["timing_ms"]
-            backend_ms.append(timing["backend"])
-            proxy_ms.append(timing["total"] - timing["backend"])
-
-        stats = await _warm_then_measure(send, plan)
+    connector = aiohttp.TCPConnector(limit=plan.concurrency)
+    async with aiohttp.ClientSession(url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        send = proxy_sender(session, plan, key, photo, backend_ms=backend_ms,
+                            proxy_ms=proxy_ms)
+        stats = await _warm_then_measure(send, plan, meter)
     stats["server_backend_ms"] = percentiles(backend_ms) if backend_ms else {}
     stats["server_proxy_ms"] = percentiles(proxy_ms) if proxy_ms else {}
     return stats
 
 
-async def direct_load(plan: Plan, host: str, photo: bytes) -> dict[str, Any]:
+def proxy_sender(session: Any, plan: Plan, key: str, photo: bytes, *,
+                 backend_ms: list[float] | None = None,
+                 proxy_ms: list[float] | None = None) -> Callable[[], Awaitable[None]]:
+    """One ``POST /predict`` on an aiohttp session; records the server's timing split."""
+    body, content_type = multipart_body("image", "photo.jpg", photo)
+    headers = {"X-API-Key": key, "Content-Type": content_type}
+    params = {"pipeline": plan.pipeline, "top_k": str(TOP_K)}
+
+    async def send() -> None:
+        async with session.post("/predict", params=params, data=body,
+                                headers=headers) as response:
+            answer = await response.read()
+            if response.status != 200:
+                raise Refused(response.status)
+        if backend_ms is not None and proxy_ms is not None:
+            timing = json.loads(answer)["timing_ms"]
+            backend_ms.append(timing["backend"])
+            proxy_ms.append(timing["total"] - timing["backend"])
+
+    return send
+
+
+def multipart_body(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file, and its Content-Type."""
+    boundary = secrets.token_hex(16)
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n')
+    return (head.encode() + data + f"\r\n--{boundary}--\r\n".encode(),
+            f"multipart/form-data; boundary={boundary}")
+
+
+async def direct_load(plan: Plan, host: str, photo: bytes, meter: Meter) -> dict[str, Any]:
     """The same request straight to Triton's HTTP endpoint (tritonclient, asyncio)."""
     import tritonclient.http.aio as aioclient
 
@@ -136,27 +174,62 @@ async def direct_load(plan: Plan, host: str, photo: bytes) -> dict[str, Any]:
     inputs = triton_inputs(aioclient, photo, TOP_K)
     model = ENSEMBLES[plan.pipeline]
     try:
-        return await _warm_then_measure(lambda: client.infer(model, inputs), plan)
+        return await _warm_then_measure(lambda: client.infer(model, inputs), plan, meter)
     finally:
         await client.close()  # Triton's stop waits for open connections
 
 
-async def _warm_then_measure(send: Any, plan: Plan) -> dict[str, Any]:
+async def paired(plan: Plan, url: str, key: str, host: str, photo: bytes) -> dict[str, Any]:
+    """``plan.pairs`` requests through the proxy and as many straight to Triton, alternating
+    one by one at concurrency 1 (which goes first alternates too); a failure raises."""
+    import aiohttp
+    import tritonclient.http.aio as aioclient
+
+    from pillsnap.bench.serve import triton_inputs
+
+    client = aioclient.InferenceServerClient(host, conn_limit=1)
+    inputs = triton_inputs(aioclient, photo, TOP_K)
+    model = ENSEMBLES[plan.pipeline]
+    times: dict[str, list[float]] = {"proxy": [], "direct": []}
+    async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        sends = {"proxy": proxy_sender(session, plan, key, photo),
+                 "direct": lambda: client.infer(model, inputs)}
+        try:
+            for i in range(-WARMUP_PAIRS, plan.pairs):
+                for name in ("proxy", "direct") if i % 2 == 0 else ("direct", "proxy"):
+                    started = time.perf_counter()
+                    await sends[name]()
+                    if i >= 0:
+                        times[name].append((time.perf_counter() - started) * 1000)
+        finally:
+            await client.close()
+    differences = [p - d for p, d in zip(times["proxy"], times["direct"], strict=True)]
+    return {"pairs": plan.pairs, "proxy": percentiles(times["proxy"]),
+            "direct": percentiles(times["direct"]), "difference": percentiles(differences)}
+
+
+async def _warm_then_measure(send: Any, plan: Plan, meter: Meter) -> dict[str, Any]:
     # warm-up: one request per client (connections, threads, the first inference)
     await closed_loop(send, total=plan.concurrency, concurrency=plan.concurrency,
                       max_seconds=plan.max_seconds, error_key=_error_key)
-    return await closed_loop(send, total=plan.requests, concurrency=plan.concurrency,
-                             max_seconds=plan.max_seconds, error_key=_error_key)
+    before = meter()
+    stats = await closed_loop(send, total=plan.requests, concurrency=plan.concurrency,
+                              max_seconds=plan.max_seconds, error_key=_error_key)
+    after, ok = meter(), max(1, stats["ok"])
+    stats["cpu_ms_per_request"] = {name: round((after[name] - start) * 1000 / ok, 2)
+                                   for name, start in before.items()
+                                   if start is not None and after[name] is not None}
+    return stats
 
 
 # ---------------------------------------------------------------------------- the servers
 
 
 @contextmanager
-def _proxy(plan: Plan, triton_host: str | None) -> Iterator[tuple[str, str]]:
-    """The proxy's URL and key: the one given, or a child started here."""
+def _proxy(plan: Plan, triton_host: str | None) -> Iterator[tuple[str, str, int | None]]:
+    """The proxy's URL, key and process ID: the one given (no ID), or a child started here."""
     if plan.url:
-        yield plan.url.rstrip("/"), plan.api_key or os.environ.get("API_KEY", "")
+        yield plan.url.rstrip("/"), plan.api_key or os.environ.get("API_KEY", ""), None
         return
     key = secrets.token_urlsafe(24)
     backend = (["--backend", "triton", "--triton-url", triton_host] if triton_host else
@@ -171,7 +244,7 @@ def _proxy(plan: Plan, triton_host: str | None) -> Iterator[tuple[str, str]]:
                  str(Path(work) / "none.env"), *backend], cwd=work, env=env, stdout=out,
                 stderr=subprocess.STDOUT)
         try:
-            yield _wait_for_url(child, log), key
+            yield _wait_for_url(child, log), key, child.pid
         finally:
             child.terminate()
             child.wait(timeout=30)
@@ -187,16 +260,26 @@ def _wait_for_url(child: subprocess.Popen[bytes], log: Path) -> str:
     raise SystemExit(f"the server did not start:\n{log.read_text(errors='replace')}")
 
 
-def _triton(plan: Plan, stack: ExitStack) -> str | None:
-    """host:port of Triton's HTTP endpoint: the one given, one started here, or None."""
+def _triton(plan: Plan, stack: ExitStack) -> tuple[str | None, int | None]:
+    """host:port of Triton's HTTP endpoint (the one given, one started here, or None) and,
+    when started here, its process group (tritonserver and its python backend stubs)."""
     if plan.triton_url:
-        return plan.triton_url.removeprefix("http://").rstrip("/")
+        return plan.triton_url.removeprefix("http://").rstrip("/"), None
     if plan.repository is None:
-        return None
+        return None, None
     from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
     server = stack.enter_context(TritonServer(TritonLaunch(plan.repository, free_ports())))
-    return server.url.removeprefix("http://")
+    assert server.process is not None  # its own session: the group ID is its PID
+    return server.url.removeprefix("http://"), server.process.pid
+
+
+def _meter(proxy_pid: int | None, triton_group: int | None) -> Meter:
+    def read() -> dict[str, float | None]:
+        return {"load generator": time.process_time(),
+                "proxy": cpu_seconds(proxy_pid) if proxy_pid else None,
+                "tritonserver": cpu_seconds(triton_group, group=True) if triton_group else None}
+    return read
 
 
 # ---------------------------------------------------------------------------- the report
@@ -206,14 +289,19 @@ def run(plan: Plan, json_path: Path | None = None) -> dict[str, Any]:
     plan.check()
     photo = plan.image.read_bytes() if plan.image else demo_photo()
     with ExitStack() as stack:  # closes the proxy first: Triton's stop waits for its pool
-        triton_host = _triton(plan, stack)
-        url, key = stack.enter_context(_proxy(plan, triton_host))
-        proxy = asyncio.run(proxy_load(plan, url, key, photo))
-        direct = asyncio.run(direct_load(plan, triton_host, photo)) if triton_host else None
+        triton_host, triton_group = _triton(plan, stack)
+        url, key, proxy_pid = stack.enter_context(_proxy(plan, triton_host))
+        meter = _meter(proxy_pid, triton_group)
+        proxy = asyncio.run(proxy_load(plan, url, key, photo, meter))
+        direct = pairs = None
+        if triton_host:
+            direct = asyncio.run(direct_load(plan, triton_host, photo, meter))
+            if plan.pairs > 0:
+                pairs = asyncio.run(paired(plan, url, key, triton_host, photo))
     figures: dict[str, Any] = {
         "backend": plan.backend, "pipeline": plan.pipeline, "requests": plan.requests,
         "concurrency": plan.concurrency, "top_k": TOP_K, "photo_bytes": len(photo),
-        "proxy": proxy, "direct_triton": direct, "machine": describe(),
+        "proxy": proxy, "direct_triton": direct, "paired_c1": pairs, "machine": describe(),
         "errors": proxy["errors"] + proxy["not_sent"]
         + (direct["errors"] + direct["not_sent"] if direct else 0)}
     if direct is not None and proxy["ok"] and direct["ok"]:
@@ -247,6 +335,18 @@ def print_report(figures: dict[str, Any]) -> None:
         print("proxy overhead over a direct Triton call: " + ", ".join(
             f"{q} {v:+.1f} ms" for q, v in overhead.items()) + "; throughput "
             f"{figures['proxy']['rps']:.1f} vs {figures['direct_triton']['rps']:.1f} req/s")
+    pairs = figures.get("paired_c1")
+    if pairs:
+        p, d, diff = pairs["proxy"], pairs["direct"], pairs["difference"]
+        print(f"{pairs['pairs']} pairs alternating at concurrency 1: proxy p50 {p['p50']:.1f} / "
+              f"p95 {p['p95']:.1f} ms, direct p50 {d['p50']:.1f} / p95 {d['p95']:.1f} ms; "
+              f"proxy minus direct, per pair: p50 {diff['p50']:+.1f} ms, p95 "
+              f"{diff['p95']:+.1f} ms, mean {diff['mean']:+.1f} ms")
+    for name, label in (("proxy", "through the proxy"), ("direct_triton", "direct")):
+        s = figures[name]
+        if s is not None and s["cpu_ms_per_request"]:
+            print(f"CPU ms per request, {label}: " + ", ".join(
+                f"{who} {ms:.1f}" for who, ms in s["cpu_ms_per_request"].items()))
     print(f"machine: {json.dumps(figures['machine'])}")
     for name in ("proxy", "direct_triton"):
         s = figures[name]
@@ -273,6 +373,9 @@ def add_parser(sub: Any) -> None:
                      "976x1280 JPEG)")
     api.add_argument("--max-seconds", type=float, default=600.0,
                      help="per run: requests not sent by then count as errors")
+    api.add_argument("--pairs", type=int, default=100,
+                     help="with Triton: then this many requests each way, alternating at "
+                     "concurrency 1 (0: skip)")
     api.add_argument("--json", type=Path, help="write the figures as JSON")
 
 
@@ -281,6 +384,6 @@ def main(args: argparse.Namespace) -> int:
                        pipeline=args.pipeline, url=args.url, api_key=args.api_key,
                        model_path=args.model_path, repository=args.repository,
                        triton_url=args.triton_url, image=args.image,
-                       max_seconds=args.max_seconds), args.json)
+                       max_seconds=args.max_seconds, pairs=args.pairs), args.json)
     return 1 if figures["errors"] else 0
 
