@@ -1,14 +1,17 @@
 """Shared fixtures: the repository root, a clean working directory per test, and (built once,
-only when a test asks) a tiny trained classifier + detector and their export folder."""
+only when a test asks) a tiny trained classifier + detector, their export folder, Triton
+model repositories written from it, and API servers over both backends."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import pytest
 from api_helpers import API_KEYS, ServerProcess
 from pillsnap.config import PillsnapConfig, load_config
 from pillsnap.data.synth import SynthSpec
+from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +108,66 @@ def native_module() -> object:
     return native()
 
 
-# ------------------------------------------------------------------------------ API server
+# ------------------------------------------------------------------------------ Triton
+# Two repositories, because the three-epoch detector scores every photo alike (about 0.012
+# for its best box): at its exported threshold (0.25) it finds no pill anywhere (``zero``);
+# with the threshold lowered to 0.0005 in a copy of the export it finds 6 boxes everywhere
+# (``many``: more crops than ``triton.classifier_max_batch=2``, so crop_classify calls the
+# classifier in chunks). The in-process OnnxPipeline on the same export folder is the
+# reference. Repositories refuse photos over 100,000 pixels (the test photos have 20,480).
+
+TRITON_MAX_BATCH = 2
+TRITON_MAX_PIXELS = 100_000
+
+
+def write_repo(export: Path, out: Path) -> Path:
+    from pillsnap.export.__main__ import main as export_main
+
+    code = export_main(["--triton", "--from", str(export), "--out", str(out),
+                        f"triton.classifier_max_batch={TRITON_MAX_BATCH}",
+                        "triton.cpu_threads=1", f"serve.max_pixels={TRITON_MAX_PIXELS}"])
+    assert code == 0
+    return out
+
+
+def launch(repository: Path, **extra: object) -> TritonLaunch:
+    return TritonLaunch(repository, free_ports(), startup_timeout_s=90.0, **extra)
+
+
+@pytest.fixture(scope="session")
+def many_export(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the export whose detector reports 6 boxes on every photo."""
+    from pillsnap.export.metadata import write_metadata
+
+    folder = tmp_path_factory.mktemp("many") / "export"
+    shutil.copytree(exported, folder)
+    write_metadata(folder / "detector" / "model.onnx", {"conf_threshold": 0.0005})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def zero_repo(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_repo(exported, tmp_path_factory.mktemp("zero") / "triton_models")
+
+
+@pytest.fixture(scope="session")
+def many_repo(many_export: Path) -> Path:
+    return write_repo(many_export, many_export.parent / "triton_models")
+
+
+@pytest.fixture(scope="session")
+def triton_launch() -> Callable[..., TritonLaunch]:
+    """``triton_launch(repository, **extra)``: a launch on free ports (tests start servers
+    with it)."""
+    return launch
+
+
+@pytest.fixture(scope="session")
+def classifier_max_batch() -> int:
+    return TRITON_MAX_BATCH
+
+
+# ------------------------------------------------------------------------------ API servers
 
 
 @pytest.fixture(scope="session")
@@ -115,15 +178,39 @@ def api_server(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     A child, not a thread: the test process has ultralytics imported (training fixtures),
     which patches ``PIL.Image.open``; a server never does.
     """
+    with api_process(tmp_path_factory.mktemp("api"), "--model-path", str(exported)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def triton_api_server(many_repo: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The same API server with the Triton backend, in front of a real tritonserver (the
+    bundled binary, CPU configs) serving ``many_repo``: one Triton for every module that
+    asks. Pixel limit: the repository's 100,000 (Triton decodes; the proxy never does)."""
+    with TritonServer(launch(many_repo)) as triton, \
+            api_process(tmp_path_factory.mktemp("api-triton"), "--backend", "triton",
+                        "--triton-url", triton.url.removeprefix("http://")) as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "triton"])
+def any_api_server(request: pytest.FixtureRequest) -> ServerProcess:
+    """``api_server``, then ``triton_api_server``: a test that takes it runs on both."""
+    name = "api_server" if request.param == "embedded" else "triton_api_server"
+    return request.getfixturevalue(name)
+
+
+@contextmanager
+def api_process(work: Path, *args: str) -> Iterator[ServerProcess]:
     import httpx
 
-    work = tmp_path_factory.mktemp("api")
     log = work / "server.log"
     env = {**os.environ, "API_KEY": ",".join(API_KEYS), "PYTHONUNBUFFERED": "1"}
     for name in ("CORS_ALLOW_ORIGINS", "MODEL_PATH", "TRITON_URL", "LOG_LEVEL"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0",
-               "--model-path", str(exported), "--cfg", str(REPO / "config.yaml"),
+    command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0", *args,
+               "--cfg", str(REPO / "config.yaml"),
                "serve.max_upload_bytes=262144", "serve.max_pixels=2000000",
                "serve.max_batch_images=3", "serve.request_timeout_s=20"]
     with log.open("wb") as out:

@@ -1,8 +1,9 @@
 """The API's minimum, over real HTTP: health, predict with the EDI-code schema, 401 and 403.
 
-The embedded backend (ONNX Runtime in-process) over the tiny export of the test session.
-The same checks through the Triton backend against a real tritonserver come with the
-Triton model repository (issue 5).
+Every test runs twice: the embedded backend (ONNX Runtime in the server process, over the
+tiny export of the test session) and the Triton backend, in front of the real tritonserver
+(bundled binary, CPU configs) serving a repository of that export whose detector finds 6
+pills per photo.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from api_helpers import KEY, Photos, ServerProcess, edi_schema_ok
 pytestmark = pytest.mark.slow
 
 
-def test_health_is_public_and_ok(api_server: ServerProcess) -> None:
-    response = httpx.get(f"{api_server.url}/health")
+def test_health_is_public_and_ok(any_api_server: ServerProcess) -> None:
+    response = httpx.get(f"{any_api_server.url}/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert response.headers["x-request-id"]
 
 
 @pytest.mark.parametrize("pipeline", ["single", "combo"])
-def test_predict_returns_candidates_with_edi_codes(api_server: ServerProcess, pill_photos: Photos,
-                                                   pipeline: str) -> None:
+def test_predict_returns_candidates_with_edi_codes(any_api_server: ServerProcess,
+                                                   pill_photos: Photos, pipeline: str) -> None:
     photo = pill_photos[pipeline]
-    response = httpx.post(f"{api_server.url}/predict",
+    response = httpx.post(f"{any_api_server.url}/predict",
                           params={"pipeline": pipeline, "top_k": 3}, headers={"X-API-Key": KEY},
                           files={"image": (photo.name, photo.read_bytes(), "image/png")},
                           timeout=30)
@@ -49,17 +50,17 @@ def test_predict_returns_candidates_with_edi_codes(api_server: ServerProcess, pi
         assert body["reason"]
 
 
-def test_predict_without_key_is_401(api_server: ServerProcess, pill_photos: Photos) -> None:
+def test_predict_without_key_is_401(any_api_server: ServerProcess, pill_photos: Photos) -> None:
     photo = pill_photos["single"].read_bytes()
-    response = httpx.post(f"{api_server.url}/predict",
+    response = httpx.post(f"{any_api_server.url}/predict",
                           files={"image": ("p.png", photo, "image/png")})
     assert response.status_code == 401
     assert response.json()["kind"] == "unauthorized"
 
 
-def test_predict_with_wrong_key_is_403(api_server: ServerProcess, pill_photos: Photos) -> None:
+def test_predict_with_wrong_key_is_403(any_api_server: ServerProcess, pill_photos: Photos) -> None:
     photo = pill_photos["single"].read_bytes()
-    response = httpx.post(f"{api_server.url}/predict",
+    response = httpx.post(f"{any_api_server.url}/predict",
                           headers={"X-API-Key": KEY[:-1] + "X"},
                           files={"image": ("p.png", photo, "image/png")})
     assert response.status_code == 403

@@ -1,26 +1,32 @@
-"""The Triton backend without tritonserver: a closed port, then a KServe v2 stand-in.
+"""The Triton backend when Triton is down, comes up, and goes away again: a real tritonserver.
 
-Backend down -> /ready and /predict answer 503 with a clear message while /health stays 200;
-when something serves the ensembles on that port, the same proxy recovers by itself and
-answers as the embedded backend does for the same photo.
+Backend down (nothing listens on its port) -> /ready and /predict answer 503 with a clear
+message while /health stays 200; when the real tritonserver starts on exactly that port, the
+same proxy recovers by itself and answers as the embedded backend does for the same photo;
+when Triton stops, 503 again. Triton that accepts connections but never answers -> 503
+``backend_timeout`` (a plain listening socket: real, and no server can be made that slow).
 """
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from fake_triton import fake_triton
+from PIL import Image
 
 from api_helpers import AUTH, Photos, api_settings
-from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.serve.app import create_app
 from pillsnap.serve.live import LiveServer
+from pillsnap.serve.triton_server import Ports, TritonLaunch, TritonServer, free_ports
 
 pytestmark = pytest.mark.slow
+
+SAME = ("pipeline", "model_version", "image", "pills", "reason", "recommend_combo")
 
 
 def _closed_port() -> int:
@@ -33,7 +39,7 @@ def _closed_port() -> int:
 def triton_proxy() -> Iterator[tuple[LiveServer, int]]:
     port = _closed_port()
     settings = api_settings(None, backend="triton", triton_url=f"127.0.0.1:{port}",
-                            request_timeout_s=3.0)
+                            request_timeout_s=5.0)
     with LiveServer(create_app(settings)) as proxy:
         yield proxy, port
 
@@ -43,8 +49,21 @@ def _predict(url: str, photo: bytes, pipeline: str = "single") -> httpx.Response
                       files={"image": ("p.png", photo, "image/png")}, timeout=30)
 
 
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return {k: body[k] for k in SAME}
+
+
+def _too_many_pixels() -> bytes:
+    out = io.BytesIO()  # 120,000 pixels: under the proxy's 2 MP, over the repository's 100,000
+    Image.new("RGB", (400, 300), (200, 180, 160)).save(out, "PNG")
+    return out.getvalue()
+
+
 def test_backend_down_is_503_then_recovers(triton_proxy: tuple[LiveServer, int],
-                                           exported: Path, pill_photos: Photos) -> None:
+                                           many_repo: Path, many_export: Path,
+                                           pill_photos: Photos) -> None:
     proxy, port = triton_proxy
     photo = pill_photos["single"].read_bytes()
     ready = httpx.get(f"{proxy.url}/ready")
@@ -58,29 +77,36 @@ def test_backend_down_is_503_then_recovers(triton_proxy: tuple[LiveServer, int],
     assert httpx.get(f"{proxy.url}/health").status_code == 200
     assert httpx.get(f"{proxy.url}/version", headers=AUTH).json()["model_version"] is None
 
-    pipe = OnnxPipeline.open(exported)
-    with LiveServer(fake_triton(pipe), port=port):
+    # the real server on exactly the port the proxy was given; exit_timeout_s=1: the proxy
+    # keeps its connections open, and Triton waits that long for them on stop
+    spare = free_ports()
+    launch = TritonLaunch(many_repo, Ports(port, spare.grpc, spare.metrics),
+                          startup_timeout_s=90.0, exit_timeout_s=1)
+    with TritonServer(launch), LiveServer(create_app(api_settings(many_export))) as embedded:
         assert httpx.get(f"{proxy.url}/ready").status_code == 200
         for pipeline in ("single", "combo"):
-            up = _predict(proxy.url, pill_photos[pipeline].read_bytes(), pipeline)
-            assert up.status_code == 200, up.text
-            body = up.json()
-            direct = pipe.predict(pill_photos[pipeline].read_bytes(), pipeline=pipeline,
-                                  top_k=3)
-            assert body["pills"] == [{**p, "bbox": p.get("bbox"),
-                                      "det_confidence": p.get("det_confidence"),
-                                      "low_confidence": p["top1"]["confidence"] < 0.5}
-                                     for p in direct["pills"]]
-            assert body["model_version"] == pipe.bundle.model_version
-            assert body["timing_ms"]["triton"] > 0
-        bad = _predict(proxy.url, photo[: len(photo) // 2])
-        assert bad.status_code == 400 and bad.json()["kind"] == "corrupt_image"
-        bad = _predict(proxy.url, b"%PDF-1.7")
-        assert bad.status_code == 415 and bad.json()["kind"] == "unsupported_image"
-    assert _predict(proxy.url, photo).status_code == 503  # down again: 503 again
+            data = pill_photos[pipeline].read_bytes()
+            up = _predict(proxy.url, data, pipeline)
+            assert up.json()["timing_ms"]["triton"] > 0, up.text
+            ours, reference = _answer(up), _answer(_predict(embedded.url, data, pipeline))
+            assert ours == reference  # pills (top-1, candidates, bbox), recommend_combo, ...
+            assert len(ours["pills"]) == (1 if pipeline == "single" else 6)
+            assert all(p["bbox"] is not None for p in ours["pills"])
+            assert ours["recommend_combo"] is (pipeline == "single")
+        assert httpx.get(f"{proxy.url}/version", headers=AUTH).json()["model_version"] == \
+            ours["model_version"]
+        for data, status, kind in [(photo[: len(photo) // 2], 400, "corrupt_image"),
+                                   (b"%PDF-1.7", 415, "unsupported_image"),
+                                   (_too_many_pixels(), 413, "too_large")]:
+            bad = _predict(proxy.url, data)
+            assert (bad.status_code, bad.json()["kind"]) == (status, kind), bad.text
+    down = _predict(proxy.url, photo)  # Triton gone again: 503 again, the proxy still up
+    assert down.status_code == 503 and down.json()["kind"] == "backend_unavailable", down.text
+    assert httpx.get(f"{proxy.url}/ready").status_code == 503
+    assert httpx.get(f"{proxy.url}/health").status_code == 200
 
 
-def test_triton_timeout_is_503(exported: Path, pill_photos: Photos) -> None:
+def test_triton_timeout_is_503(pill_photos: Photos) -> None:
     listener = socket.socket()  # accepts connections, never answers
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)

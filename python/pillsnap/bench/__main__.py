@@ -4,8 +4,9 @@
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
     python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--json F]
-    python -m pillsnap.bench api --model-path DIR | --url URL [--requests 2000]
-                                 [--concurrency 32] [--pipeline single] [--json F]
+    python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
+                                 | --url URL [--requests 2000] [--concurrency 32]
+                                 [--pipeline single] [--json F]
 """
 
 from __future__ import annotations

@@ -14,15 +14,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import timm
-import torch
 
 from pillsnap.bench.machine import describe, describe_line
 from pillsnap.bench.table import markdown_table
 from pillsnap.config import load_config
+
+# torch and timm are imported where used: the load generators (bench/load.py and
+# bench/api.py) need percentiles(), not torch
+if TYPE_CHECKING:
+    import torch
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -45,6 +48,9 @@ def time_runs(call: Any, warmup: int, runs: int) -> list[float]:
 
 def classifier_latency(arch: str, size: int, classes: int, *, device: torch.device,
                        dtype: torch.dtype | None, warmup: int, runs: int) -> dict[str, float]:
+    import timm
+    import torch
+
     model = timm.create_model(arch, pretrained=False, num_classes=classes).eval().to(device)
     model = model.to(memory_format=torch.channels_last)
     image = torch.randn(1, 3, size, size).contiguous(memory_format=torch.channels_last)
@@ -65,6 +71,8 @@ def classifier_latency(arch: str, size: int, classes: int, *, device: torch.devi
 
 
 def run(arch: str, size: int, classes: int, json_out: Path | None) -> dict[str, Any]:
+    import torch
+
     m = load_config(None, [], env_file=None, environ={}).targets.measurement
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":

@@ -112,7 +112,7 @@ def triton_figures(repository: Path, photos: dict[str, bytes], cfg: PillsnapConf
         client = httpclient.InferenceServerClient(host)
         for ensemble in server.launch.ensembles():
             kind = ensemble.removeprefix("pill_")
-            inputs = _inputs(httpclient, photos[kind])
+            inputs = triton_inputs(httpclient, photos[kind])
             latency[f"Triton HTTP: {ensemble}"] = percentiles(time_runs(
                 lambda e=ensemble, i=inputs: client.infer(e, i), m.warmup_runs, m.runs))
             throughput[ensemble] = {c: asyncio.run(_load(host, ensemble, photos[kind], c,
@@ -122,7 +122,8 @@ def triton_figures(repository: Path, photos: dict[str, bytes], cfg: PillsnapConf
     return latency, throughput
 
 
-def _inputs(module: Any, photo: bytes, top_k: int = 5) -> list[Any]:
+def triton_inputs(module: Any, photo: bytes, top_k: int = 5) -> list[Any]:
+    """IMAGE and TOP_K for the ensembles, built with ``module`` (tritonclient.http[.aio])."""
     image = module.InferInput("IMAGE", [len(photo)], "UINT8")
     image.set_data_from_numpy(np.frombuffer(photo, dtype=np.uint8))
     k = module.InferInput("TOP_K", [1], "INT32")
@@ -135,7 +136,7 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
     import tritonclient.http.aio as aioclient
 
     client = aioclient.InferenceServerClient(host, conn_limit=concurrency)
-    inputs = _inputs(aioclient, photo)
+    inputs = triton_inputs(aioclient, photo)
     try:
         for _ in range(min(concurrency, 4)):  # warm connections and the model instance
             await client.infer(ensemble, inputs)

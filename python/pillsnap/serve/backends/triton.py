@@ -3,7 +3,8 @@
 Contract (``triton_models/``): input ``IMAGE`` (UINT8, [-1], the encoded upload) and
 ``TOP_K`` (INT32, [1]); output ``RESULT`` (BYTES, [1]): UTF-8 JSON with ``pills``,
 ``reason``, ``recommend_combo`` and ``image``. A bad image is a Triton error whose message
-carries ``unsupported:``, ``corrupt:`` or ``too_large:``; each ensemble's config has the
+starts with ``unsupported:``, ``corrupt:`` or ``too_large:`` after Triton's ``in ensemble
+'<name>', `` (``triton_contract.error_kind`` reads it); each ensemble's config has the
 parameter ``pillsnap_model_version``. Readiness is ``/v2/models/<ensemble>/ready`` (the server
 being up says nothing about the models).
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -26,16 +26,15 @@ import anyio
 import numpy as np
 
 from pillsnap.errors import CorruptImageError, ImageTooLargeError, ModelError, UnsupportedImageError
+from pillsnap.infer.triton_contract import VERSION_PARAMETER, error_kind
 from pillsnap.serve.backends.base import Readiness, normalise
 from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
 ENSEMBLES = {"single": "pill_single", "combo": "pill_combo"}
-VERSION_PARAMETER = "pillsnap_model_version"
 _INPUT_ERRORS = {"unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
                  "too_large": ImageTooLargeError}
-_INPUT_ERROR = re.compile(r"\b(unsupported|corrupt|too_large):\s*(.*)", re.DOTALL)
 T = TypeVar("T")
 
 
@@ -144,9 +143,9 @@ class TritonBackend:
 
 def _mapped(exc: Any, url: str) -> Exception:
     message = str(exc.message() if callable(getattr(exc, "message", None)) else exc)
-    found = _INPUT_ERROR.search(message)
-    if found:
-        return _INPUT_ERRORS[found[1]](found[2].strip())
+    kind = error_kind(message)
+    if kind is not None:  # a bad upload: the text after "<kind>: " is the user's message
+        return _INPUT_ERRORS[kind](message.split(f"{kind}: ", 1)[1].strip())
     status = str(exc.status() or "") if callable(getattr(exc, "status", None)) else ""
     if status == "400":
         return ModelError(f"Triton at {url} refused the request ({status}): {message}")
