@@ -110,7 +110,7 @@ TABLE: tuple[Entry, ...] = (
     Covered(r"^python -m pillsnap\.export\b.*--quantize int8\b", (
         ("tests/export/test_int8.py", '"--quantize", "int8"'),)),
     Covered(r"^python -m pillsnap\.export\b.*--triton\b", (
-        ("tests/triton/conftest.py", 'main(["--triton"'),
+        ("tests/conftest.py", 'export_main(["--triton"'),
         ("tests/bench/test_bench_serve.py", 'export_main(["--triton"'))),
     Covered(r"^python -m pillsnap\.export\b", (
         ("tests/export/test_export.py", 'main(["--ckpt"'),
