@@ -31,7 +31,7 @@ class Profile:
 
 PROFILES = {
     # the demo configs as they are (docs/benchmarks.md has their measured results)
-    "full": Profile(SynthSpec(classes=12, train_per_class=80, val_per_class=20,
+    "full": Profile(SynthSpec(classes=12, train_per_class=240, val_per_class=20,
                               combo_train=120, combo_val=30, width=488, height=640, seed=0),
                     ()),
     # CI: 4 drugs that each look different (no look-alike groups: too few epochs to learn

@@ -45,16 +45,16 @@ class Precision:
 def pick_precision(train: TrainConfig, device: torch.device) -> Precision:
     """``amp_dtype=auto``: bf16 where the GPU supports it (no scaler), else fp16 + scaler.
 
-    On the CPU autocast is left off: bf16 autocast there runs slower than fp32 on CPUs
-    without AMX, and fp16 autocast on CPU has no benefit.
+    On the CPU ``auto`` leaves autocast off: bf16 there is emulated, and slower than fp32,
+    on CPUs without native bf16 instructions, and fp16 autocast on CPU has no benefit.
+    ``amp_dtype=bf16`` asks for it: granted where the CPU has AVX512-BF16 or AMX (speed:
+    docs/benchmarks.md, classifier demo).
     """
     if not train.amp:
         log_decision(logger, "amp", "off", "train.amp=false: fp32")
         return Precision(device.type, None)
     if device.type != "cuda":
-        log_decision(logger, "amp", "fp32", f"no CUDA ({device}): CPU autocast is slower than "
-                     "fp32 here, so mixed precision is off", fallback=True)
-        return Precision(device.type, None)
+        return _cpu_precision(train, device)
     bf16_ok = torch.cuda.is_bf16_supported()
     if train.amp_dtype == "bf16" and not bf16_ok:
         log_decision(logger, "amp", "fp16", "this GPU has no bf16: fp16 with a GradScaler",
@@ -65,6 +65,26 @@ def pick_precision(train: TrainConfig, device: torch.device) -> Precision:
         return Precision("cuda", torch.float16)
     log_decision(logger, "amp", "bf16", "bf16 autocast, no GradScaler needed")
     return Precision("cuda", torch.bfloat16)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 convolutions and matmuls run natively, not emulated."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so probe
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def _cpu_precision(train: TrainConfig, device: torch.device) -> Precision:
+    if train.amp_dtype == "bf16" and device.type == "cpu" and cpu_has_native_bf16():
+        log_decision(logger, "amp", "bf16", "train.amp_dtype=bf16 and this CPU has native bf16 "
+                     "(AVX512-BF16/AMX): bf16 autocast")
+        return Precision("cpu", torch.bfloat16)
+    if train.amp_dtype == "bf16":
+        why = f"train.amp_dtype=bf16, but {device} has no native bf16 (AVX512-BF16/AMX)"
+    else:
+        why = (f"no CUDA ({device}): CPU autocast is off unless train.amp_dtype=bf16 on a CPU "
+               "with native bf16")
+    log_decision(logger, "amp", "fp32", why, fallback=True)
+    return Precision(device.type, None)
 
 
 def set_tf32(train: TrainConfig, device: torch.device) -> None:
