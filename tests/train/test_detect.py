@@ -92,17 +92,27 @@ def _offline_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
-def test_tiny_detector_run_offline(manifest: tuple[Path, Path], tmp_path: Path) -> None:
+def _det_config(tmp_path: Path, manifest: tuple[Path, Path], *, epochs: int,
+                pretrained: bool = False) -> Path:
+    """``tmp_path/cfg.yaml``: a tiny yolo11n run on the module's synthetic manifest."""
     root, manifest_dir = manifest
     cfg = {"active_feature_set": "advanced",
            "run": {"out_dir": str(tmp_path / "runs"), "name": "tiny"},
            "data": {"root": str(root), "manifest_dir": str(manifest_dir)},
            "pack": {"out_dir": str(tmp_path / "pack"), "workers": 1},
-           "models": {"detector": {"arch": "yolo11n", "image_size": 64, "pretrained": True}},
+           "models": {"detector": {"arch": "yolo11n", "image_size": 64,
+                                   "pretrained": pretrained}},
            "logging": {"tensorboard": False},
-           "train": {"task": "det", "det": {"epochs": 1, "batch_size": 4, "workers": 0}}}
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+           "train": {"task": "det", "det": {"epochs": epochs, "batch_size": 4, "workers": 0,
+                                            "patience": 0}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_tiny_detector_run_offline(manifest: tuple[Path, Path], tmp_path: Path) -> None:
+    _det_config(tmp_path, manifest, epochs=1, pretrained=True)  # no yolo11n.pt here
     env = _offline_env(tmp_path)
     done = subprocess.run([sys.executable, "-m", "pillsnap.train.detect", "--cfg", "cfg.yaml"],
                           capture_output=True, text=True, check=False, cwd=tmp_path, env=env,
@@ -239,20 +249,6 @@ def test_rerun_keeps_the_previous_ultralytics_folder(tmp_path: Path) -> None:
         assert not folder.exists()
     assert (tmp_path / "ultralytics.prev" / "results.csv").read_text() == "second"
 
-
-def _det_config(tmp_path: Path, manifest: tuple[Path, Path], epochs: int) -> Path:
-    root, manifest_dir = manifest
-    cfg = {"active_feature_set": "advanced",
-           "run": {"out_dir": str(tmp_path / "runs"), "name": "tiny"},
-           "data": {"root": str(root), "manifest_dir": str(manifest_dir)},
-           "pack": {"out_dir": str(tmp_path / "pack"), "workers": 1},
-           "models": {"detector": {"arch": "yolo11n", "image_size": 64, "pretrained": False}},
-           "logging": {"tensorboard": False},
-           "train": {"task": "det", "det": {"epochs": epochs, "batch_size": 4, "workers": 0,
-                                            "patience": 0}}}
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
 
 
 @pytest.mark.slow
