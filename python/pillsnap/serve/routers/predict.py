@@ -19,8 +19,9 @@ router = APIRouter(tags=["predict"], dependencies=[ApiKey],
                    responses=error_responses(400, 401, 403, 413, 415, 422, 503))
 
 PipelineQuery = Annotated[Pipeline | None, Query(
-    description="single: the classifier sees the whole photo; combo: detector, then each "
-    "pill. Default: the server's pipeline.mode")]
+    description="single: one pill, the detector's best box (the whole photo when there is "
+    "no detector or no box); combo: every pill the detector finds. Default: the server's "
+    "pipeline.mode")]
 TopKQuery = Annotated[int | None, Query(ge=1, le=50, description="candidates per pill "
                                         "(default serve.top_k)")]
 _INPUT_ERRORS = (UnsupportedImageError, CorruptImageError, ImageTooLargeError)
