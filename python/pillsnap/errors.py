@@ -65,3 +65,10 @@ class ParityError(ModelError):
 class ServerError(PillsnapError, RuntimeError):
     """A model server (tritonserver) cannot be found, fails to start or to load its models;
     the message carries the reason and the tail of the server's log."""
+
+
+# A bad upload's kind (``pillsnap.infer.ops.ImageInputError.kind``, or the ``kind:`` prefix of
+# a Triton error) -> the exception both serving backends raise for it.
+IMAGE_INPUT_ERRORS: dict[str, type[DataError]] = {
+    "unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
+    "too_large": ImageTooLargeError}

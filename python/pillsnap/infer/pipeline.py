@@ -24,15 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from pillsnap.errors import CorruptImageError, ImageTooLargeError, ModelError, UnsupportedImageError
+from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer import ops
 from pillsnap.infer.bundle import Bundle, load_bundle
 
 logger = logging.getLogger(__name__)
 
 PIPELINES = ("single", "combo")
-_INPUT_ERRORS = {"unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
-                 "too_large": ImageTooLargeError}
 
 
 class OnnxPipeline:
@@ -72,7 +70,7 @@ class OnnxPipeline:
         try:
             return ops.decode_image(data, max_pixels=self.max_pixels)
         except ops.ImageInputError as exc:
-            raise _INPUT_ERRORS[exc.kind](str(exc)) from None
+            raise IMAGE_INPUT_ERRORS[exc.kind](str(exc)) from None
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """uint8 (n, size, size, 3) crops -> logits (n, classes), ``max_batch`` per call."""

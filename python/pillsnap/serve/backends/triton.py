@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import numpy as np
 
-from pillsnap.errors import CorruptImageError, ImageTooLargeError, ModelError, UnsupportedImageError
+from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.triton_contract import VERSION_PARAMETER, error_kind
 from pillsnap.serve.backends.base import Readiness, normalise
 from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
@@ -33,8 +33,6 @@ from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
 logger = logging.getLogger(__name__)
 
 ENSEMBLES = {"single": "pill_single", "combo": "pill_combo"}
-_INPUT_ERRORS = {"unsupported": UnsupportedImageError, "corrupt": CorruptImageError,
-                 "too_large": ImageTooLargeError}
 T = TypeVar("T")
 
 
@@ -145,7 +143,7 @@ def _mapped(exc: Any, url: str) -> Exception:
     message = str(exc.message() if callable(getattr(exc, "message", None)) else exc)
     kind = error_kind(message)
     if kind is not None:  # a bad upload: the text after "<kind>: " is the user's message
-        return _INPUT_ERRORS[kind](message.split(f"{kind}: ", 1)[1].strip())
+        return IMAGE_INPUT_ERRORS[kind](message.split(f"{kind}: ", 1)[1].strip())
     status = str(exc.status() or "") if callable(getattr(exc, "status", None)) else ""
     if status == "400":
         return ModelError(f"Triton at {url} refused the request ({status}): {message}")
