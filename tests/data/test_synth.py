@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pillsnap.data.synth import SynthSpec, SynthSummary, generate
+from pillsnap.data.pack import plan_items
+from pillsnap.data.scan import scan
+from pillsnap.data.synth import SynthSpec, SynthSummary, choose_holdout, generate, load_holdout
 from pillsnap.data.synth.catalog import build_catalog
+from pillsnap.errors import DataError
 
 TINY = SynthSpec(classes=6, train_per_class=3, val_per_class=2, combo_train=4, combo_val=3,
                  pills_per_combo=(2, 4), width=244, height=320, seed=7)
@@ -93,7 +96,8 @@ def test_layout_and_file_names(tiny: tuple[Path, SynthSummary]) -> None:
             per_folder[(png.parts[-5], match["code"])] += 1
         assert all(p.is_file() for p in labels), labels
         n_labels += len(labels)
-    assert n_labels == summary.pills == len(list(root.rglob("*.json"))) - 1  # + the catalogue
+    # + the catalogue and the (empty) held-out list
+    assert n_labels == summary.pills == len(list(root.rglob("*.json"))) - 2
     assert sorted(Counter(c for (top, _), c in per_folder.items()).items()) == [(2, 6), (3, 6)]
 
 
@@ -258,6 +262,11 @@ def test_refuses_a_directory_that_holds_files(tmp_path: Path) -> None:
     ({"train_per_class": -1}, "train_per_class"),
     ({"combo_val": 1.5}, "combo_val"),
     ({"seed": -1}, "seed"),
+    ({"holdout_classes": -1}, "holdout_classes"),
+    ({"holdout_classes": 1.5}, "holdout_classes"),
+    ({"holdout_classes": True}, "holdout_classes"),
+    ({"classes": 9_999, "holdout_classes": 2}, "classes \\+ holdout_classes"),
+    ({"holdout_classes": 2, "val_per_class": 0}, "val_per_class"),
     ({"train_per_class": 0, "val_per_class": 0, "combo_train": 0, "combo_val": 0}, "nothing"),
 ])
 def test_refuses_invalid_specs(change: dict, word: str) -> None:
@@ -303,3 +312,138 @@ def test_lookalike_groups_can_be_turned_off() -> None:
     assert build_catalog(12, seed=0, lookalikes=False)[0].fields == distinct[0].fields
     with pytest.raises(ValueError, match="lookalikes"):
         SynthSpec(lookalikes="no")  # type: ignore[arg-type]
+
+
+# Held-out drugs (open-set evaluation). 5 known + 4 held out = 9 drugs, built in groups of
+# 3+3+3 or 4+3+2 whatever the seed: the last four always hold a whole group (distinct unknown
+# drugs) and cut the one before it (near twins of known drugs).
+HOLDOUT = dataclasses.replace(TINY, classes=5, holdout_classes=4, train_per_class=2,
+                              val_per_class=2, combo_train=6, combo_val=6)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("holdout") / "out"
+    generate(out, HOLDOUT)
+    return out
+
+
+def test_held_out_drugs_appear_only_as_validation_singles(held_out: Path) -> None:
+    holdout = load_holdout(held_out)
+    assert len(holdout) == 4
+    catalog = {d["dl_mapping_code"]: d for d in load(held_out / "synth_catalog.json")}
+    assert len(catalog) == 9 and set(holdout) <= set(catalog)
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for record in truth(held_out):
+        for pill in record["pills"]:
+            held = pill["k_code"] in holdout
+            assert pill.get("holdout", False) is held  # the flag marks exactly the held-out
+            seen[(pill["k_code"] if held else "known", record["split"], record["kind"])] += 1
+    assert {key for key in seen if key[0] != "known"} == {(k, "val", "single") for k in holdout}
+    assert all(seen[(k, "val", "single")] == HOLDOUT.val_per_class for k in holdout)
+    # Their photos and labels are ordinary AIHub validation files with full metadata...
+    for k_code in holdout:
+        assert not list(held_out.glob(f"1.Training/*/*/{k_code}*"))
+        labels = sorted(held_out.glob(f"2.Validation/라벨링데이터/VL_1_단일/{k_code}_json/*.json"))
+        assert len(labels) == HOLDOUT.val_per_class
+        for path in labels:
+            image = load(path)["images"][0]
+            assert list(image) == IMAGE_FIELDS and image["dl_mapping_code"] == k_code
+            assert image["dl_name"] == catalog[k_code]["dl_name"]
+    # ...and no combination folder names one.
+    combos = [p.name for p in held_out.glob("*/*/*_조합/*") if p.is_dir()]
+    assert combos and not any(k[2:] in name for name in combos for k in holdout)
+
+
+def test_holdout_file_names_known_look_alikes(held_out: Path) -> None:
+    holdout = load_holdout(held_out)
+    raw = load(held_out / "synth_holdout.json")
+    assert [e["k_code"] for e in raw["holdout"]] == sorted(holdout)
+    catalog = build_catalog(9, HOLDOUT.seed)
+    assert holdout == choose_holdout(catalog, 4)
+    group = {d.k_code: d.group for d in catalog}
+    known = set(group) - set(holdout)
+    twins = {k: v for k, v in holdout.items() if v}
+    assert twins, "the count cuts a group: some held-out drugs have known look-alikes"
+    assert len(twins) < len(holdout), "a whole late group is held out: some look unlike all"
+    for k_code, twin_of in holdout.items():
+        assert set(twin_of) <= known
+        assert set(twin_of) == {c for c in known if group[c] == group[k_code]}
+
+
+def test_choose_holdout_takes_the_last_built_drugs() -> None:
+    # 6 drugs always make two groups of three.
+    catalog = build_catalog(6, seed=1)
+    first, second = ({d.k_code for d in catalog if d.group == g} for g in (0, 1))
+    (one,) = choose_holdout(catalog, 1).items()  # cuts the second group: a near twin
+    assert one[0] in second and set(one[1]) == second - {one[0]}
+    assert choose_holdout(catalog, 3) == {k: [] for k in sorted(second)}  # a whole group
+    last_of_first = max((d for d in catalog if d.group == 0), key=lambda d: d.order).k_code
+    four = choose_holdout(catalog, 4)
+    assert set(four) == second | {last_of_first}
+    assert four[last_of_first] == sorted(first - {last_of_first})
+    assert choose_holdout(catalog, 0) == {}
+    distinct = build_catalog(9, seed=1, lookalikes=False)
+    assert all(v == [] for v in choose_holdout(distinct, 4).values())
+    assert len(choose_holdout(distinct, 4)) == 4
+    with pytest.raises(ValueError, match="hold out"):
+        choose_holdout(catalog, 7)
+
+
+def test_holdout_output_is_the_same_with_two_workers(held_out: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    summary = generate(again, HOLDOUT, workers=2)
+    assert summary.images == HOLDOUT.images == 5 * 4 + 4 * 2 + 12
+    assert summary.holdout_classes == 4
+    files = sorted(p.relative_to(held_out) for p in held_out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (again / rel).read_bytes() == (held_out / rel).read_bytes(), rel
+
+
+def test_without_holdout_the_file_is_written_empty(tiny: tuple[Path, SynthSummary]) -> None:
+    root, summary = tiny
+    assert load(root / "synth_holdout.json") == {"holdout": []}
+    assert load_holdout(root) == {} and summary.holdout_classes == 0
+    assert not any("holdout" in p for r in truth(root) for p in r["pills"])
+
+
+def test_load_holdout_missing_or_broken(tmp_path: Path) -> None:
+    assert load_holdout(tmp_path) == {}  # real AIHub data has no such file
+    path = tmp_path / "synth_holdout.json"
+    path.write_text('{"holdout": [', encoding="utf-8")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_holdout(tmp_path)
+    for broken in ('[]', '{"holdout": {}}', '{"holdout": [{"k_code": "K-000001"}]}',
+                   '{"holdout": [{"k_code": 1, "twin_of": []}]}'):
+        path.write_text(broken, encoding="utf-8")
+        with pytest.raises(DataError, match=r"synth_holdout\.json"):
+            load_holdout(tmp_path)
+
+
+def test_scan_and_pack_leave_held_out_drugs_out_of_the_classes(held_out: Path,
+                                                              tmp_path: Path) -> None:
+    holdout = load_holdout(held_out)
+    result = scan(held_out, tmp_path / "m", workers=1)
+    known = {d["dl_mapping_code"] for d in load(held_out / "synth_catalog.json")} - set(holdout)
+    assert set(result.classes.k_codes) == known  # the class index comes from training K-codes
+    assert set(holdout) <= set(result.drugs)  # metadata of the held-out drugs is kept
+    assert result.report["val_only_classes"] == sorted(holdout)
+    val = [r for r in result.rows if r.split == "val"]
+    items, unknown = plan_items(val, held_out, result.classes, region="pill", margin=0.15)
+    assert unknown == 4 * HOLDOUT.val_per_class  # counted and left out, not an error
+    assert all(0 <= i.label < len(known) for i in items)
+
+
+def test_cli_holdout_classes_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from pillsnap.data.__main__ import main
+
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml of the checkout
+    out = tmp_path / "out"
+    assert main(["synth", "--out", str(out), "--classes", "4", "--holdout-classes", "2",
+                 "--size", "244x320", "--train-per-class", "1", "--val-per-class", "1",
+                 "--combo-train", "0", "--combo-val", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["holdout_classes"] == 2
+    assert len(load_holdout(out)) == 2
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--holdout-classes", "-1"]) == 2

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="generate a synthetic dataset in the AIHub format")
     synth.add_argument("--out", type=_path, required=True)
     synth.add_argument("--classes", type=int, default=12)
+    synth.add_argument("--holdout-classes", type=int, default=0, metavar="N",
+                       help="extra drugs drawn only into the validation split, never trained "
+                            "on, to measure unknown-drug rejection (listed in "
+                            "synth_holdout.json)")
     synth.add_argument("--train-per-class", type=int, default=20)
     synth.add_argument("--val-per-class", type=int, default=6)
     synth.add_argument("--combo-train", type=int, default=10)
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_synth(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     from pillsnap.data.synth import SynthSpec, generate
 
-    spec = SynthSpec(classes=args.classes, train_per_class=args.train_per_class,
+    spec = SynthSpec(classes=args.classes, holdout_classes=args.holdout_classes,
+                     train_per_class=args.train_per_class,
                      val_per_class=args.val_per_class, combo_train=args.combo_train,
                      combo_val=args.combo_val, width=args.size[0], height=args.size[1],
                      seed=args.seed)
@@ -164,8 +169,9 @@ def run_pack(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
                             region=p.region, margin=p.pill_margin, workers=p.workers,
                             resume=not args.no_resume)
         print(f"{split}: {report['records']} records, {report['mb_per_1000']} MB per 1,000, "
-              f"{report['skipped_unreadable']} unreadable skipped, {report['seconds']} s "
-              f"-> {report['pack']}")
+              f"{report['skipped_unreadable']} unreadable skipped, "
+              f"{report['unknown_class_pills']} pills outside the class index left out, "
+              f"{report['seconds']} s -> {report['pack']}")
     if not args.no_yolo and includes(cfg.active_feature_set, "advanced"):
         from pillsnap.data.yolo_view import write_yolo_view
 

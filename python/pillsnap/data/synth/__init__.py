@@ -16,6 +16,12 @@ and box) and ``synth_catalog.json`` (the drugs). Output is deterministic in the 
 the number of workers: every photo draws from its own random stream keyed by
 (seed, split, kind, index). Drugs come in look-alike groups that differ only by imprint or
 score line, so a model has to read imprints, as on the real data.
+
+``holdout_classes`` (``--holdout-classes N``) adds drugs that are never trained on: they appear
+only as validation single-pill photos, so an evaluation can measure whether the model rejects
+drugs it never learnt. ``synth_holdout.json`` lists them, each with ``twin_of``: the known
+drugs of its look-alike group (empty for a drug unlike every known one); read it with
+:func:`load_holdout`.
 """
 
 from __future__ import annotations
@@ -40,13 +46,15 @@ from pillsnap.data.synth.writer import (
     folder_name,
     write_job,
 )
+from pillsnap.errors import DataError
 
-__all__ = ["SynthSpec", "SynthSummary", "generate"]
+__all__ = ["SynthSpec", "SynthSummary", "choose_holdout", "generate", "load_holdout"]
 
 logger = logging.getLogger(__name__)
 
 TRUTH_FILE = "synth_truth.jsonl"
 CATALOG_FILE = "synth_catalog.json"
+HOLDOUT_FILE = "synth_holdout.json"
 MAX_PILLS_PER_COMBO = 4  # the real combination folders name at most four K-codes
 MIN_SIDE, MAX_SIDE = 128, 8192
 _IMAGES_PER_COMBO = 3  # the real data photographs each combination several times
@@ -57,7 +65,10 @@ _PLAN_STREAM = 0x9A4
 class SynthSpec:
     """What to generate: image counts per split (per class for singles), sizes in pixels."""
 
-    classes: int = 12  # number of distinct drugs (K-codes)
+    classes: int = 12  # number of distinct drugs (K-codes) to train on
+    # Extra drugs photographed for validation singles only, never trained on nor in a
+    # combination: the unknown drugs an open-set evaluation must reject.
+    holdout_classes: int = 0
     train_per_class: int = 20  # single-pill training images per class
     val_per_class: int = 6  # single-pill validation images per class
     combo_train: int = 10  # combination images, training
@@ -91,7 +102,8 @@ class SynthSpec:
     @property
     def images(self) -> int:
         per_split = (self.train_per_class + self.val_per_class) * self.classes
-        return per_split + self.combo_train + self.combo_val
+        held_out = self.val_per_class * self.holdout_classes
+        return per_split + held_out + self.combo_train + self.combo_val
 
 
 def _is_int(value: object) -> bool:
@@ -101,6 +113,7 @@ def _is_int(value: object) -> bool:
 def _spec_problems(spec: SynthSpec) -> Iterator[str]:
     if not _is_int(spec.classes) or not 1 <= spec.classes <= MAX_CLASSES:
         yield f"classes must be an integer in 1..{MAX_CLASSES}, got {spec.classes!r}"
+    yield from _holdout_problems(spec)
     for name in ("train_per_class", "val_per_class", "combo_train", "combo_val"):
         value = getattr(spec, name)
         if not _is_int(value) or value < 0:
@@ -123,6 +136,19 @@ def _spec_problems(spec: SynthSpec) -> Iterator[str]:
     counts = (spec.train_per_class, spec.val_per_class, spec.combo_train, spec.combo_val)
     if all(_is_int(c) and c >= 0 for c in counts) and not any(counts):
         yield "nothing to generate: every image count is 0"
+
+
+def _holdout_problems(spec: SynthSpec) -> Iterator[str]:
+    n = spec.holdout_classes
+    if not _is_int(n) or n < 0:
+        yield f"holdout_classes must be a non-negative integer, got {n!r}"
+        return
+    if _is_int(spec.classes) and spec.classes + n > MAX_CLASSES:
+        yield (f"classes + holdout_classes must be at most {MAX_CLASSES} (the catalogue holds "
+               f"both), got {spec.classes} + {n}")
+    if n and _is_int(spec.val_per_class) and spec.val_per_class == 0:
+        # Held-out drugs are only ever photographed as validation singles.
+        yield "holdout_classes needs val_per_class > 0: held-out drugs appear in no other photo"
 
 
 def _combo_problems(spec: SynthSpec) -> Iterator[str]:
@@ -153,6 +179,7 @@ class SynthSummary:
     pills: int
     classes: int
     seconds: float
+    holdout_classes: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -172,19 +199,31 @@ def generate(out: Path, spec: SynthSpec, workers: int = 1) -> SynthSummary:
     out = Path(out)
     _prepare_out(out)
     start = time.perf_counter()
-    catalog = build_catalog(spec.classes, spec.seed, lookalikes=spec.lookalikes)
+    catalog = build_catalog(spec.classes + spec.holdout_classes, spec.seed,
+                            lookalikes=spec.lookalikes)
+    holdout = choose_holdout(catalog, spec.holdout_classes)
     jobs = plan_jobs(out, spec, catalog)
-    logger.info("generating %d synthetic images (%d classes, %dx%d) into %s with %d worker(s)",
-                len(jobs), spec.classes, spec.width, spec.height, out, workers)
+    logger.info("generating %d synthetic images (%d classes + %d held out, %dx%d) into %s with "
+                "%d worker(s)", len(jobs), spec.classes, spec.holdout_classes, spec.width,
+                spec.height, out, workers)
     records = list(_run(jobs, workers))
     with (out / TRUTH_FILE).open("x", encoding="utf-8") as f:
         for record in records:
+            for pill in record["pills"]:
+                if pill["k_code"] in holdout:
+                    pill["holdout"] = True
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     with (out / CATALOG_FILE).open("x", encoding="utf-8") as f:
         json.dump([d.fields for d in catalog], f, ensure_ascii=False, indent=2)
+    with (out / HOLDOUT_FILE).open("x", encoding="utf-8") as f:
+        # Written even when empty, so an evaluation can tell "no held-out drugs" from a data
+        # set made before held-out drugs existed.
+        entries = [{"k_code": k, "twin_of": twins} for k, twins in sorted(holdout.items())]
+        json.dump({"holdout": entries}, f, ensure_ascii=False, indent=2)
     summary = SynthSummary(root=out, images=len(records),
                            pills=sum(len(r["pills"]) for r in records),
-                           classes=spec.classes, seconds=round(time.perf_counter() - start, 3))
+                           classes=spec.classes, seconds=round(time.perf_counter() - start, 3),
+                           holdout_classes=spec.holdout_classes)
     logger.info("wrote %d images with %d pills in %.1f s", summary.images, summary.pills,
                 summary.seconds)
     return summary
@@ -200,8 +239,64 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def choose_holdout(catalog: list[Drug], n: int) -> dict[str, list[str]]:
+    """The ``n`` held-out drugs, K-code -> K-codes of the known drugs of its look-alike group.
+
+    They are the last ``n`` drugs built: whole late groups (unknown drugs that look unlike
+    every known one) and, where ``n`` cuts a group, "near twins" of known drugs. ``catalog``
+    is :func:`build_catalog` of ``classes + n`` drugs.
+    """
+    if not 0 <= n <= len(catalog):
+        raise ValueError(f"cannot hold out {n} of {len(catalog)} drugs")
+    built = sorted(catalog, key=lambda d: d.order)
+    held = built[len(built) - n:]
+    held_codes = {d.k_code for d in held}
+    return {d.k_code: sorted(o.k_code for o in catalog
+                             if o.group == d.group and o.k_code not in held_codes)
+            for d in sorted(held, key=lambda d: d.k_code)}
+
+
+def load_holdout(root: Path) -> dict[str, list[str]]:
+    """Read ``synth_holdout.json`` of a data set made by ``python -m pillsnap.data synth``.
+
+    Returns K-code -> ``twin_of`` (the known look-alikes of that held-out drug; empty when it
+    looks unlike every known drug), or ``{}`` when the file is missing (real AIHub data, or a
+    synthetic set without held-out drugs). Raises DataError when the file is broken.
+    """
+    path = Path(root) / HOLDOUT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    entries = data.get("holdout") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise DataError(f"{path} must hold {{\"holdout\": [...]}}, got {text[:80]!r}")
+    holdout: dict[str, list[str]] = {}
+    for entry in entries:
+        twins = entry.get("twin_of") if isinstance(entry, dict) else None
+        k_code = entry.get("k_code") if isinstance(entry, dict) else None
+        if not isinstance(k_code, str) or not isinstance(twins, list) \
+                or not all(isinstance(t, str) for t in twins):
+            raise DataError(f"{path}: every holdout entry needs a \"k_code\" string and a "
+                            f"\"twin_of\" list of K-codes, got {entry!r}")
+        holdout[k_code] = list(twins)
+    return holdout
+
+
 def plan_jobs(out: Path, spec: SynthSpec, catalog: list[Drug]) -> list[Job]:
-    """Every photo of the data set in output order: file names and drugs, not yet pixels."""
+    """Every photo of the data set in output order: file names and drugs, not yet pixels.
+
+    ``catalog`` holds ``spec.classes + spec.holdout_classes`` drugs; the held-out ones get
+    validation singles only, and combinations draw from the known drugs alone.
+    """
+    holdout = choose_holdout(catalog, spec.holdout_classes)
+    known = [d for d in catalog if d.k_code not in holdout]
     jobs: list[Job] = []
     counts = {"train": (spec.train_per_class, spec.combo_train),
               "val": (spec.val_per_class, spec.combo_val)}
@@ -210,12 +305,14 @@ def plan_jobs(out: Path, spec: SynthSpec, catalog: list[Drug]) -> list[Job]:
         rng = np.random.default_rng([_PLAN_STREAM, spec.seed, split_id])
         stems = StemAllocator(spec.width, spec.height)
         index = 0
-        for drug in catalog:
+        # Held-out drugs keep their K-code place among the validation singles, so a spec
+        # without them plans exactly as before.
+        for drug in catalog if split == "val" else known:
             for _ in range(per_class):
                 shot = stems.draw(drug.k_code, rng)
                 jobs.append(Job(out, split, "single", index, spec.seed, (drug,), shot))
                 index += 1
-        for index, drugs in enumerate(_combo_drugs(n_combo, spec, catalog, rng)):
+        for index, drugs in enumerate(_combo_drugs(n_combo, spec, known, rng)):
             shot = stems.draw(folder_name(drugs), rng)
             jobs.append(Job(out, split, "combo", index, spec.seed, drugs, shot))
     return jobs

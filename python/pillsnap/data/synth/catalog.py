@@ -109,6 +109,9 @@ class Drug:
     group: int  # look-alike group: same shape, size and colour within a group
     rgb: tuple[int, int, int]  # colour of the tablet, or of the capsule's cap half
     rgb2: tuple[int, int, int]  # colour of the capsule's body half (same as rgb for tablets)
+    # Position in build order (group by group, before the sort by K-code): held-out drugs are
+    # the last ones built, so that a cut through a group leaves known look-alike siblings.
+    order: int = 0
 
     @property
     def shape(self) -> str:
@@ -138,7 +141,8 @@ def build_catalog(classes: int, seed: int, *, lookalikes: bool = True) -> list[D
     """Return ``classes`` drugs sorted by K-code, deterministic in ``(classes, seed)``.
 
     With ``lookalikes`` drugs come in groups of 3-4 sharing shape and colour; without, every
-    drug has a look of its own (groups of one).
+    drug has a look of its own (groups of one). ``Drug.order`` keeps the build order (group
+    by group) that the sort by K-code hides.
     """
     if not 1 <= classes <= MAX_CLASSES:
         raise ValueError(f"classes must be in 1..{MAX_CLASSES}, got {classes}")
@@ -153,7 +157,8 @@ def build_catalog(classes: int, seed: int, *, lookalikes: bool = True) -> list[D
         family = _draw_family(rng, used_names, used_imprints, look)
         for member in range(size):
             number = int(numbers[len(drugs)])
-            drugs.append(_make_drug(number, group, member, look=look, family=family, rng=rng))
+            drugs.append(_make_drug(number, group, member, order=len(drugs), look=look,
+                                    family=family, rng=rng))
     _add_quirks(drugs, rng)
     drugs.sort(key=lambda d: d.k_code)
     logger.debug("built a catalogue of %d drugs in %d look-alike groups", classes,
@@ -288,8 +293,8 @@ def _fmt_strength(value: float) -> str:
     return f"{value:g}"
 
 
-def _make_drug(number: int, group: int, member: int, *, look: _Look, family: _Family,
-               rng: np.random.Generator) -> Drug:
+def _make_drug(number: int, group: int, member: int, *, order: int, look: _Look,
+               family: _Family, rng: np.random.Generator) -> Drug:
     k_code = f"K-{number:06d}"
     strength = _fmt_strength(family.strengths[member])
     capsule = look.form == CAPSULE_FORM
@@ -336,7 +341,8 @@ def _make_drug(number: int, group: int, member: int, *, look: _Look, family: _Fa
         "mark_code_back": "",
         "change_date": regist,
     }
-    return Drug(k_code=k_code, fields=fields, group=group, rgb=look.rgb, rgb2=look.rgb2)
+    return Drug(k_code=k_code, fields=fields, group=group, rgb=look.rgb, rgb2=look.rgb2,
+                order=order)
 
 
 def _chart(look: _Look) -> str:
