@@ -154,7 +154,7 @@ TABLE: tuple[Entry, ...] = (
     Run(r"^python -m pillsnap\.config (show|check)\b"),
     Run(r"^python -m pillsnap$"),
     Covered(r"^pip install -e \"\.\[dev\]\"$", (
-        ("scripts/env.sh", 'install --quiet -e ".[dev]"'), (".ci/run", "scripts/test.sh"))),
+        ("scripts/env.sh", 'pip install -e ".[dev]"'), (".ci/run", "scripts/test.sh"))),
     Covered(r"^cargo test$", (("scripts/test.sh", "cargo test"), (".ci/run", "scripts/test.sh"))),
 )
 

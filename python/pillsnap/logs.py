@@ -39,7 +39,11 @@ def log_decision(
 ) -> None:
     """One line for one automatic choice: ``decision: threads=8 (fastest of 2,4,8)``.
 
-    Fallbacks (a wanted feature was not available) are warnings, other decisions info.
+    ``fallback=True`` only when the user explicitly asked for something that could not be
+    given (``train.cuda_graphs=true`` without CUDA, ``train.amp_dtype=bf16`` on a CPU without
+    bf16, a torch.compile that failed): a WARNING ``fallback:`` line. What an automatic or
+    default setting settles on because of the hardware (no CUDA: fp32, no TF32, no pinned
+    memory) is an ordinary INFO ``decision:`` line, so a CPU run reads as normal.
     """
     kind = "fallback" if fallback else "decision"
     level = logging.WARNING if fallback else logging.INFO

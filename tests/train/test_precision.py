@@ -21,7 +21,21 @@ def test_auto_keeps_the_cpu_in_fp32(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO"):
         precision = pick_precision(TrainConfig(amp_dtype="auto"), CPU)
     assert precision.dtype is None and not precision.needs_scaler
-    assert "fallback: amp=fp32 (no CUDA (cpu)" in caplog.text
+    # auto on a CPU is fp32 by design: an INFO decision, not a WARNING fallback
+    [record] = [r for r in caplog.records if "amp=fp32" in r.getMessage()]
+    assert record.levelname == "INFO"
+    assert record.getMessage().startswith("decision: amp=fp32 (no CUDA (cpu)")
+
+
+def test_an_explicit_dtype_the_cpu_cannot_give_is_a_fallback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO"):
+        precision = pick_precision(TrainConfig(amp_dtype="fp16"), CPU)
+    assert precision.dtype is None
+    [record] = [r for r in caplog.records if "amp=fp32" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "fallback: amp=fp32 (train.amp_dtype=fp16, but fp16 autocast needs CUDA" in \
+        record.getMessage()
 
 
 def test_bf16_on_the_cpu_follows_the_hardware(caplog: pytest.LogCaptureFixture) -> None:

@@ -50,8 +50,10 @@ class DevicePrefetcher:
             log_decision(logger, "prefetch", "cpu", f"device is {self.device}: normalise on "
                          "the CPU, no side stream")
         elif not loader.pinned:
-            log_decision(logger, "prefetch.pinned", False, "loader memory is not pinned: "
-                         "host-to-device copies are synchronous", fallback=True)
+            # On CUDA a loader pins unless it was told not to (dataloader.pin_memory=false):
+            # the user's choice, reported as such.
+            log_decision(logger, "prefetch.pinned", False, "loader memory is not pinned "
+                         "(pin_memory=false): host-to-device copies are synchronous")
 
     def __len__(self) -> int:
         return len(self.loader)

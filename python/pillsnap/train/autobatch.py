@@ -69,8 +69,9 @@ def tune_batch(step: Callable[[int], None], device: torch.device, cfg: AutoBatch
     if not cfg.enabled:
         return start
     if device.type != "cuda":
+        # auto_batch.enabled=true is the default ("tune where there is VRAM"): a decision
         log_decision(logger, "auto_batch", start, "no CUDA: the batch tuner needs GPU memory "
-                     "to measure; train.batch_size is used as given", fallback=True)
+                     "to measure; train.batch_size is used as given")
         return start
     batch = search_batch(probe(step, device, cfg), start, cfg.max_batch)
     log_decision(logger, "auto_batch", batch, f"largest batch up to {cfg.max_batch} whose "

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pillsnap.data.prefetch import DevicePrefetcher
 from pillsnap.train.session import Session
@@ -68,13 +69,33 @@ def train_epoch(s: Session, epoch: int,
     if batches is None:
         batches = s.batches(epoch)
     total = len(batches)
+    # The bar is for a person at a terminal: disable=None turns it off when stderr is not a
+    # TTY (nohup, `2>&1 | tee`, CI), where its carriage-return redraws would pile up in the
+    # captured file as one long line; the step lines carry the same numbers there.
+    with (tqdm(total=total, desc=f"epoch {epoch}", unit="batch",
+               disable=None if s.dist.main else True, leave=False) as bar,
+          _console_lines_above(bar)):
+        return _run_batches(s, epoch, batches, total, bar)
+
+
+@contextlib.contextmanager
+def _console_lines_above(bar: tqdm) -> Iterator[None]:
+    """While a live bar is on the terminal, console log lines are printed above it (through
+    ``tqdm.write``) instead of being glued to its last redraw; file handlers are untouched."""
+    if bar.disable:
+        yield
+        return
+    with logging_redirect_tqdm():
+        yield
+
+
+def _run_batches(s: Session, epoch: int, batches: DevicePrefetcher | Batches, total: int,
+                 bar: tqdm) -> dict[str, float]:
     accum, every = s.settings.grad_accum, s.cfg.logging.log_every_steps
     window: dict[str, Any] = {"data": 0.0, "compute": 0.0, "images": 0.0, "n": 0,
                               "loss": torch.zeros((), device=s.device)}
     epoch_loss, epoch_n = torch.zeros((), device=s.device), 0
     totals = {"data_time": 0.0, "compute_time": 0.0, "images": 0}
-    bar = tqdm(total=total, desc=f"epoch {epoch}", unit="batch", disable=not s.dist.main,
-               leave=False)
     tick = time.perf_counter()
     for i, (images, labels) in enumerate(batches):
         started = time.perf_counter()
@@ -98,7 +119,6 @@ def train_epoch(s: Session, epoch: int,
         if last_micro and s.step % every == 0:
             _log_window(s, epoch, lr, window)
         bar.update(1)
-    bar.close()
     return {"loss": float(epoch_loss) / max(epoch_n, 1), "batches": epoch_n, **totals}
 
 

@@ -41,7 +41,7 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig,
         log_decision(logger, "optimizer", "adamw-fused", "CUDA: one fused kernel per step")
         return torch.optim.AdamW(groups, lr=train.lr, fused=True)
     log_decision(logger, "optimizer", "adamw-foreach", f"no fused AdamW on {device.type}: "
-                 "multi-tensor foreach kernels", fallback=True)
+                 "multi-tensor foreach kernels")  # nothing asks for fused: a decision
     return torch.optim.AdamW(groups, lr=train.lr, foreach=True)
 
 

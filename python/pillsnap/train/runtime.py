@@ -1,7 +1,9 @@
 """Where and how the classifier runs: device, precision, TF32 and torch.compile.
 
-Each choice the hardware forces is one ``decision:``/``fallback:`` log line, so a CPU run
-and a GPU run share one code path and the log says how they differed::
+Each choice the hardware forces is one log line, so a CPU run and a GPU run share one code
+path and the log says how they differed: a ``decision:`` (INFO) where an automatic or
+default setting simply has no GPU to use, a ``fallback:`` (WARNING) only where the config
+explicitly asked for something this machine cannot give::
 
     python -m pillsnap.train train.compile=default   # grep 'decision:\\|fallback:' train.log
 """
@@ -78,20 +80,24 @@ def _cpu_precision(train: TrainConfig, device: torch.device) -> Precision:
         log_decision(logger, "amp", "bf16", "train.amp_dtype=bf16 and this CPU has native bf16 "
                      "(AVX512-BF16/AMX): bf16 autocast")
         return Precision("cpu", torch.bfloat16)
-    if train.amp_dtype == "bf16":
-        why = f"train.amp_dtype=bf16, but {device} has no native bf16 (AVX512-BF16/AMX)"
+    if train.amp_dtype == "auto":
+        # amp_dtype=auto on a CPU is fp32 by design (see pick_precision): not a failure.
+        log_decision(logger, "amp", "fp32", f"no CUDA ({device}): CPU autocast is off unless "
+                     "train.amp_dtype=bf16 on a CPU with native bf16")
+    elif train.amp_dtype == "bf16":
+        log_decision(logger, "amp", "fp32", f"train.amp_dtype=bf16, but {device} has no native "
+                     "bf16 (AVX512-BF16/AMX)", fallback=True)
     else:
-        why = (f"no CUDA ({device}): CPU autocast is off unless train.amp_dtype=bf16 on a CPU "
-               "with native bf16")
-    log_decision(logger, "amp", "fp32", why, fallback=True)
+        log_decision(logger, "amp", "fp32", f"train.amp_dtype={train.amp_dtype}, but fp16 "
+                     f"autocast needs CUDA ({device})", fallback=True)
     return Precision(device.type, None)
 
 
 def set_tf32(train: TrainConfig, device: torch.device) -> None:
     """TF32 matmuls/convolutions on Ampere+ GPUs: about 2x fp32 speed at tiny precision cost."""
     if device.type != "cuda":
-        if train.tf32:
-            log_decision(logger, "tf32", False, "no CUDA", fallback=True)
+        if train.tf32:  # the default: "TF32 where there is a GPU for it", not a demand
+            log_decision(logger, "tf32", False, "no CUDA: TF32 is a GPU matmul mode")
         return
     torch.backends.cuda.matmul.allow_tf32 = train.tf32
     torch.backends.cudnn.allow_tf32 = train.tf32
@@ -102,8 +108,9 @@ def compile_mode(train: TrainConfig, device: torch.device) -> str:
     """The torch.compile mode to use; CUDA graphs come from mode ``reduce-overhead``."""
     mode = train.compile
     if train.cuda_graphs:
-        if device.type != "cuda":
-            log_decision(logger, "cuda_graphs", False, "no CUDA", fallback=True)
+        if device.type != "cuda":  # off by default: true here is an explicit request
+            log_decision(logger, "cuda_graphs", False, "train.cuda_graphs=true, but no CUDA",
+                         fallback=True)
         elif mode in ("none", "default"):
             log_decision(logger, "compile", "reduce-overhead", "train.cuda_graphs=true: "
                          "torch.compile captures CUDA graphs in this mode")

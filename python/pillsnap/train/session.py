@@ -119,8 +119,9 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
     t = cfg.train
     set_tf32(t, device)
     if cfg.dataloader.pin_memory and device.type != "cuda":
+        # pin_memory=true (the default) means "pin when there is a GPU to copy to"
         log_decision(logger, "dataloader.pin_memory", False, "no CUDA: pinned host memory "
-                     "only speeds up copies to a GPU", fallback=True)
+                     "only speeds up copies to a GPU")
     model = build_model(cfg, classes, device)
     ddp = None
     if d.enabled:

@@ -1,4 +1,7 @@
-"""Step and epoch metrics to the console (tqdm), the run's train.log and TensorBoard.
+"""Step and epoch metrics to the console, the run's train.log and TensorBoard.
+
+Both get the same ``step N epoch E loss=...`` lines. The training loop's tqdm bar is extra,
+for a terminal only: it is off when stderr is not a TTY and never reaches a log file.
 
     tensorboard --logdir runs/     # after: python -m pillsnap.train
 """
