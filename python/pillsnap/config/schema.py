@@ -74,6 +74,13 @@ class DataloaderConfig(Section):
     drop_last: bool = True
 
 
+class OpenSetConfig(Section):
+    """How a pill unlike every known drug is told apart (``pillsnap.infer.ops.known_score``)."""
+
+    score: Literal["msp", "max_logit", "energy"] = "energy"
+    tar: float = Field(0.95, gt=0.0, lt=1.0)  # share of known validation pills accepted
+
+
 class ClassifierConfig(Section):
     arch: str = "tf_efficientnetv2_s.in21k_ft_in1k"
     image_size: int = Field(384, ge=32)
@@ -81,6 +88,7 @@ class ClassifierConfig(Section):
     pretrained: bool = True
     drop_rate: float = Field(0.3, ge=0.0, lt=1.0)
     drop_path_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    open_set: OpenSetConfig = Field(default_factory=OpenSetConfig)
 
 
 class DetectorConfig(Section):

@@ -41,6 +41,7 @@ class ClassifierCheckpoint:
     k_codes: tuple[str, ...]
     class_hash: str
     temperature: float
+    open_set: dict[str, Any] | None  # score, tar, thresholds; None: trained before it existed
     epoch: int
     config: dict[str, Any]  # the resolved training config (plain YAML data)
 
@@ -95,5 +96,6 @@ def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:
     return ClassifierCheckpoint(
         path=path, model=model.eval(), weights=weights, arch=arch, image_size=size,
         k_codes=k_codes, class_hash=str(state["classes"]["hash"]),
-        temperature=float(state.get("temperature") or 1.0), epoch=int(state.get("epoch", -1)),
+        temperature=float(state.get("temperature") or 1.0),
+        open_set=state.get("open_set"), epoch=int(state.get("epoch", -1)),
         config=yaml.safe_load(state["config"]) or {})

@@ -24,6 +24,7 @@ import torch
 from pillsnap.export.checkpoint import ClassifierCheckpoint
 from pillsnap.export.metadata import write_metadata
 from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD
+from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def classifier_metadata(ck: ClassifierCheckpoint, version: str) -> dict[str, obj
         "model_version": version, "weights": ck.weights, "epoch": ck.epoch,
         "k_codes": list(ck.k_codes), "class_hash": ck.class_hash,
         "num_classes": len(ck.k_codes), "temperature": ck.temperature,
+        "open_set": open_set_metadata(ck),
         "image_size": ck.image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "input": "images: float32 NCHW RGB, (x/255 - mean)/std", "output": "logits",
         # how training crops were made: serving crops must be made the same way
@@ -51,6 +53,17 @@ def classifier_metadata(ck: ClassifierCheckpoint, version: str) -> dict[str, obj
         "pack_region": ck.setting("pack.region", "pill"),
         "crop_margin": ck.setting("pack.pill_margin", 0.15),
     }
+
+
+def open_set_metadata(ck: ClassifierCheckpoint) -> dict[str, object] | None:
+    """The checkpoint's open-set choice: the score serving uses, its threshold, and every
+    score's threshold (for ``pillsnap.eval``'s comparison). None for older checkpoints."""
+    if not ck.open_set or not ck.open_set.get("thresholds"):
+        return None
+    score = str(ck.open_set.get("score", "energy"))
+    thresholds = {k: float(v) for k, v in ck.open_set["thresholds"].items()}
+    return {"score": score, "threshold": thresholds[score], "tar": ck.open_set.get("tar"),
+            "thresholds": thresholds}
 
 
 def export_classifier(ck: ClassifierCheckpoint, out: Path, *, opset: int,
@@ -69,7 +82,12 @@ def export_classifier(ck: ClassifierCheckpoint, out: Path, *, opset: int,
                           output_names=[OUTPUT], opset_version=opset, dynamic_axes=axes,
                           do_constant_folding=True, dynamo=False)
     version = model_version(ck, out.read_bytes())
-    write_metadata(out, classifier_metadata(ck, version))
+    metadata = classifier_metadata(ck, version)
+    if metadata["open_set"] is None:
+        log_decision(logger, "open_set", None, f"{ck.path} has no open-set thresholds (trained "
+                     "before they existed): answers will not flag unknown drugs; train again "
+                     "or continue the run for one more epoch", fallback=True)
+    write_metadata(out, metadata)
     logger.info("classifier exported: %s (%s, %d classes, %d px, opset %d, version %s)",
                 out, ck.arch, len(ck.k_codes), size, opset, version)
     return out

@@ -8,6 +8,8 @@
                                                          margin=0.15), size=384, short_side=480)
     logits = classifier(ops.normalise(crops))
     indices, probs = ops.top_k(logits, k=5, temperature=1.3)
+    pills = ops.identify(logits, k=5, temperature=1.3, k_codes=k_codes, drugs=drugs,
+                         open_set=ops.OpenSet("energy", threshold=6.2))
 
 The embedded backend (``pillsnap.infer.pipeline``) imports this module; ``python -m
 pillsnap.export --triton`` copies this very file into the Triton python models, because the
@@ -24,6 +26,12 @@ What training saw, and therefore what the classifier gets here:
 - uint8 RGB is normalised with the ImageNet mean/std (``normalise``), NCHW float32.
 The detector gets the photo resized (bilinear, antialiased, as the YOLO view was written)
 so its long side is the input size, padded to a square with grey 114 (``letterbox``).
+
+What the answer says about a pill the model never learnt: a calibrated softmax still sums to
+one over the known classes, so a drug outside the class index gets a confident top-1. The
+open-set score (``known_score``: how much the logits look like any known class) is compared
+with a threshold fitted at training time so that ``tar`` (95%) of known validation pills pass;
+below it the pill is marked ``unknown`` (``OpenSet``, ``identify``).
 """
 
 from __future__ import annotations
@@ -320,6 +328,47 @@ def top_k(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndar
     return order, np.take_along_axis(probs, order, axis=-1)
 
 
+OPEN_SET_SCORES = ("msp", "max_logit", "energy")
+
+
+def known_score(logits: np.ndarray, kind: str, temperature: float = 1.0) -> np.ndarray:
+    """Per row, how much the logits look like some known class (higher: more), by ``kind``.
+
+    ``msp``: the calibrated top-1 probability; ``max_logit``: the largest logit;
+    ``energy``: ``logsumexp(logits)`` (the negative free energy), which keeps the evidence
+    for every class rather than only the best one's share.
+    """
+    z = np.atleast_2d(np.asarray(logits, dtype=np.float64))
+    if kind == "msp":
+        return softmax(z, temperature).max(axis=-1).astype(np.float64)
+    if kind == "max_logit":
+        return z.max(axis=-1)
+    if kind == "energy":
+        top = z.max(axis=-1)
+        return top + np.log(np.exp(z - top[:, None]).sum(axis=-1))
+    raise ValueError(f"unknown open-set score {kind!r}; choose one of {OPEN_SET_SCORES}")
+
+
+@dataclass(frozen=True)
+class OpenSet:
+    """A pill is ``unknown`` when its ``known_score`` of ``score`` is under ``threshold``."""
+
+    score: str
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.score not in OPEN_SET_SCORES:
+            raise ValueError(f"unknown open-set score {self.score!r}; choose one of "
+                             f"{OPEN_SET_SCORES}")
+
+    @classmethod
+    def from_metadata(cls, value: Mapping[str, Any] | None) -> OpenSet | None:
+        """The model metadata's ``open_set`` entry (``None``: the model has none)."""
+        if not value:
+            return None
+        return cls(str(value["score"]), float(value["threshold"]))
+
+
 def drug_info(k_code: str, drugs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The API's view of one K-code's drug-table entry (``None`` where a field is unknown)."""
     entry = drugs.get(k_code, {})
@@ -345,6 +394,26 @@ def candidates(indices: np.ndarray, probs: np.ndarray, k_codes: Sequence[str],
         out.append([{**drug_info(k_codes[int(i)], drugs), "confidence": round(float(p), 6)}
                     for i, p in zip(row_i, row_p, strict=True)])
     return out
+
+
+def identify(logits: np.ndarray, *, k: int, temperature: float, k_codes: Sequence[str],
+             drugs: Mapping[str, Mapping[str, Any]],
+             open_set: OpenSet | None) -> list[dict[str, Any]]:
+    """Per classified region: ``top1``, ``candidates`` and the open-set verdict (``unknown``,
+    ``open_set_score``; ``False``/``None`` for a model exported without an open-set
+    threshold). An unknown pill keeps its candidates: they are the nearest known drugs."""
+    logits = np.asarray(logits)
+    if not len(logits):
+        return []
+    found = candidates(*top_k(logits, k, temperature), k_codes, drugs)
+    scores = (known_score(logits, open_set.score, temperature) if open_set is not None
+              else [None] * len(found))
+    pills = []
+    for cands, score in zip(found, scores, strict=True):
+        unknown = open_set is not None and bool(score < open_set.threshold)
+        pills.append({"top1": cands[0], "candidates": cands, "unknown": unknown,
+                      "open_set_score": None if score is None else round(float(score), 4)})
+    return pills
 
 
 # ---------------------------------------------------------------------------- the answer
@@ -390,13 +459,13 @@ def select_pills(pipeline: str, boxes: np.ndarray | None, scores: np.ndarray | N
                      len(boxes) >= 2, None)
 
 
-def pill_entries(found: Sequence[list[dict[str, Any]]], boxes: np.ndarray | None,
+def pill_entries(found: Sequence[dict[str, Any]], boxes: np.ndarray | None,
                  scores: np.ndarray | None) -> list[dict[str, Any]]:
-    """Per classified region: ``top1``, ``candidates`` and, for detector boxes, ``bbox``
-    (xyxy photo pixels, 0.1 px) and ``det_confidence``."""
+    """``identify``'s pills with, for detector boxes, ``bbox`` (xyxy photo pixels, 0.1 px)
+    and ``det_confidence``."""
     pills = []
-    for i, cands in enumerate(found):
-        pill: dict[str, Any] = {"top1": cands[0], "candidates": cands}
+    for i, found_pill in enumerate(found):
+        pill: dict[str, Any] = dict(found_pill)
         if boxes is not None and scores is not None:
             x0, y0, x1, y1 = (round(float(v), 1) for v in boxes[i])
             pill = {"bbox": [x0, y0, x1, y1], "det_confidence": round(float(scores[i]), 6),
@@ -405,7 +474,7 @@ def pill_entries(found: Sequence[list[dict[str, Any]]], boxes: np.ndarray | None
     return pills
 
 
-def answer(found: Sequence[list[dict[str, Any]]], selection: Selection, width: int,
+def answer(found: Sequence[dict[str, Any]], selection: Selection, width: int,
            height: int) -> dict[str, Any]:
     """The part of a prediction both servers return identically (Triton's ``RESULT``)."""
     pills = pill_entries(found, selection.boxes, selection.scores)

@@ -46,6 +46,11 @@ class OnnxPipeline:
         self.short_side = int(info["pack_short_side"])
         self.margin = float(info["crop_margin"])
         self.temperature = float(info["temperature"])
+        self.open_set = ops.OpenSet.from_metadata(info.values.get("open_set"))
+        if self.open_set is None:
+            logger.warning("the classifier of %s has no open-set threshold (exported before "
+                           "it existed): drugs it never learnt are named, not flagged "
+                           "unknown; export it again", bundle.folder)
         self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
         # exports older than the pack_region key were all trained on pill crops
         self.region = str(info.values.get("pack_region", "pill"))
@@ -92,8 +97,13 @@ class OnnxPipeline:
                               iou=float(info["iou_threshold"]),
                               max_det=int(info["max_detections"]))
 
-    def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5) -> dict[str, Any]:
-        """One photo through ``pipeline``; a JSON-ready answer with per-stage timings."""
+    def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5,
+                with_logits: bool = False) -> dict[str, Any]:
+        """One photo through ``pipeline``; a JSON-ready answer with per-stage timings.
+
+        ``with_logits`` adds ``logits`` (numpy, one row per pill) for ``pillsnap.eval``'s
+        comparison of open-set scores; the API never asks for it.
+        """
         if pipeline not in self.pipelines:
             raise ModelError(f"pipeline={pipeline!r} is not available here; choose one of "
                              f"{', '.join(self.pipelines)}")
@@ -112,12 +122,16 @@ class OnnxPipeline:
         clock.lap("preprocess")
         logits = self.classify(crops)
         clock.lap("classify")
-        found = ops.candidates(*ops.top_k(logits, top_k, self.temperature),
-                               self.bundle.k_codes, self.bundle.drugs) if len(logits) else []
+        found = ops.identify(logits, k=top_k, temperature=self.temperature,
+                             k_codes=self.bundle.k_codes, drugs=self.bundle.drugs,
+                             open_set=self.open_set)
         result = ops.answer(found, selection, width, height)
         clock.lap("postprocess")
-        return {"pipeline": pipeline, "model_version": self.bundle.model_version, **result,
-                "timing_ms": clock.laps}
+        answer = {"pipeline": pipeline, "model_version": self.bundle.model_version, **result,
+                  "timing_ms": clock.laps}
+        if with_logits:
+            answer["logits"] = logits
+        return answer
 
 
 class _Clock:

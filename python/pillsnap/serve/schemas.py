@@ -43,6 +43,12 @@ class Pill(BaseModel):
                                      "the upright photo")
     det_confidence: float | None = Field(None, description="combo: detector score")
     low_confidence: bool = Field(description="top1 confidence under serve.low_confidence")
+    unknown: bool = Field(False, description="the pill looks unlike every drug the model "
+                          "knows (open-set score under the threshold fitted at training): "
+                          "treat top1 as the nearest known drug, not an identification")
+    open_set_score: float | None = Field(None, description="how much the pill looks like a "
+                                         "known drug (higher: more); null for a model "
+                                         "exported without an open-set threshold")
     top1: Candidate
     candidates: list[Candidate]
 
@@ -61,6 +67,7 @@ class Prediction(BaseModel):
     recommend_combo: bool = Field(description="single mode saw signs of several pills; it "
                                   "never switches pipeline by itself")
     low_confidence: bool = Field(description="some pill's top1 is under the threshold")
+    unknown: bool = Field(False, description="some pill is unlike every known drug")
     timing_ms: dict[str, float] = Field(description="per stage: read (upload), the backend's "
                                         "stages, backend (its wall time seen by the proxy), "
                                         "total (the whole request in the proxy)")

@@ -181,9 +181,12 @@ def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float]) -> bool:
     logits, labels, val_loss = loop.collect_logits(s, model)
     metrics = summarise(logits, labels, s.classes.k_codes)
     metrics["val_loss"] = val_loss
-    metrics.update(calibrate(logits, labels))
+    open_set = s.cfg.models.classifier.open_set
+    metrics.update(calibrate(logits, labels, tar=open_set.tar))
+    metrics["open_set"]["score"] = open_set.score
     metrics.update(epoch=epoch, step=s.step, train_loss=stats["loss"])
     s.temperature = metrics["temperature"]
+    s.open_set = metrics["open_set"]
     s.last_metrics = metrics
     record = loop.as_record(metrics)
     logger.info("eval epoch %d: %s", epoch, " ".join(
@@ -235,6 +238,7 @@ def checkpoint_state(s: Session) -> dict[str, Any]:
         "image_size": s.cfg.models.classifier.image_size,
         "classes": {"k_codes": list(s.classes.k_codes), "hash": s.classes.hash},
         "temperature": s.temperature,
+        "open_set": s.open_set,
         "metrics": loop.as_record(s.last_metrics),
     }
 
@@ -254,6 +258,7 @@ def restore(s: Session, state: dict[str, Any], path: Path | None) -> None:
     s.best = state["best"]["value"]
     s.stale_epochs = int(state["best"].get("stale_epochs", 0))
     s.temperature = float(state.get("temperature", 1.0))
+    s.open_set = state.get("open_set")
     grad_accum = int(state["settings"]["grad_accum"])
     if grad_accum != s.settings.grad_accum:
         from dataclasses import replace

@@ -153,4 +153,6 @@ def eval_model(s: Session) -> torch.nn.Module:
 
 
 def as_record(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if k not in ("per_class", "most_confused")}
+    """The scalar metrics (for log lines, TensorBoard and the checkpoint's summary)."""
+    return {k: v for k, v in metrics.items()
+            if k not in ("per_class", "most_confused", "open_set")}

@@ -69,6 +69,7 @@ class Session:
     best: float | None = None
     stale_epochs: int = 0
     temperature: float = 1.0
+    open_set: dict[str, Any] | None = None  # score, tar and thresholds (train.calibrate)
     on_batch: BatchHook | None = None
     last_metrics: dict[str, Any] = field(default_factory=dict)
 

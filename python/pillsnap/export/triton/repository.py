@@ -159,7 +159,10 @@ def _crop(pipe: OnnxPipeline, out: Path, name: str, triton: TritonConfig, *, pip
 def _postprocess(pipe: OnnxPipeline, out: Path, version: str, triton: TritonConfig,
                  classes: int) -> None:
     folder = _python_model(out, "postprocess", version, "postprocess.py",
-                           {"temperature": pipe.temperature})
+                           {"temperature": pipe.temperature,
+                            "open_set": None if pipe.open_set is None else
+                            {"score": pipe.open_set.score,
+                             "threshold": pipe.open_set.threshold}})
     _write(folder / "classes.json", json.dumps({"k_codes": list(pipe.bundle.k_codes)},
                                                ensure_ascii=False) + "\n")
     _write(folder / "drugs.json", json.dumps(pipe.bundle.drugs, ensure_ascii=False) + "\n")

@@ -111,4 +111,5 @@ def _shaped(answer: dict[str, Any], settings: Settings, read_ms: float,
     return {"pipeline": answer["pipeline"], "model_version": answer["model_version"],
             "image": answer["image"], "pills": pills, "reason": answer["reason"],
             "recommend_combo": answer["recommend_combo"],
-            "low_confidence": any(p["low_confidence"] for p in pills), "timing_ms": timing}
+            "low_confidence": any(p["low_confidence"] for p in pills),
+            "unknown": any(p.get("unknown", False) for p in pills), "timing_ms": timing}

@@ -103,10 +103,22 @@ function pillItem(pill, i) {
   item.className = "pill";
   const top = pill.top1;
   const title = document.createElement("strong");
-  title.textContent = `${drugName(top)} (${percent(top.confidence)})`;
+  // an unknown pill is not named: its candidates are only the nearest drugs the model knows
+  title.textContent = pill.unknown
+    ? "Unknown drug: not one the model was trained on"
+    : `${drugName(top)} (${percent(top.confidence)})`;
   title.style.color = pill.bbox ? COLOURS[i % COLOURS.length] : "";
   item.append(title);
-  if (pill.low_confidence) {
+  if (pill.unknown) {
+    const badge = document.createElement("span");
+    badge.className = "badge unknown";
+    badge.textContent = "unknown";
+    item.append(badge);
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = "Closest known drugs (not an identification):";
+    item.append(note);
+  } else if (pill.low_confidence) {
     const badge = document.createElement("span");
     badge.className = "badge";
     badge.textContent = "low confidence";

@@ -3,7 +3,7 @@ metadata, as one UTF-8 JSON string (the ensembles' RESULT).
 
 Written as ``postprocess/<version>/model.py`` by ``python -m pillsnap.export --triton``,
 next to ``pillsnap_ops.py`` (a copy of pillsnap.infer.ops), ``classes.json``, ``drugs.json``
-and ``pillsnap.json`` (the calibration temperature). RESULT is
+and ``pillsnap.json`` (the calibration temperature and open-set threshold). RESULT is
 ``{"pills": [...], "reason": str|null, "recommend_combo": bool, "image": {...}}`` with pills
 exactly as OnnxPipeline.predict returns them (``ops.answer``).
 Inputs: LOGITS, BOXES, SCORES, DECISION (from crop_classify), TOP_K int32 [1].
@@ -28,6 +28,7 @@ class TritonPythonModel:
         self.settings = json.loads((HERE / "pillsnap.json").read_text(encoding="utf-8"))
         self.k_codes = json.loads((HERE / "classes.json").read_text(encoding="utf-8"))["k_codes"]
         self.drugs = json.loads((HERE / "drugs.json").read_text(encoding="utf-8"))
+        self.open_set = ops.OpenSet.from_metadata(self.settings.get("open_set"))
 
     def execute(self, requests: list) -> list:
         return [self._one(request) for request in requests]
@@ -43,8 +44,8 @@ class TritonPythonModel:
                                   tensor("SCORES") if boxed else None,
                                   decision["recommend_combo"], decision["reason"])
         k = int(tensor("TOP_K").reshape(-1)[0])
-        found = ops.candidates(*ops.top_k(logits, k, self.settings["temperature"]),
-                               self.k_codes, self.drugs) if len(logits) else []
+        found = ops.identify(logits, k=k, temperature=self.settings["temperature"],
+                             k_codes=self.k_codes, drugs=self.drugs, open_set=self.open_set)
         image = decision["image"]
         result = ops.answer(found, selection, image["width"], image["height"])
         text = json.dumps(result, ensure_ascii=False).encode("utf-8")
