@@ -93,3 +93,20 @@ def test_both_runs_the_classifier_then_the_detector(
         with pytest.raises(ConfigError, match="without it"):
             dispatch(make_cfg("active_feature_set=advanced", f"train.task={task}"))
     assert calls == []
+
+
+def test_a_time_cap_cuts_the_epochs_and_the_schedule_follows(
+        make_cfg: Callable[..., PillsnapConfig]) -> None:
+    """train.max_minutes smaller than one epoch: the run stops after its first epoch, with
+    the schedule shortened to that one epoch, and says so in one line. The checkpoint
+    carries the open-set thresholds that export turns into the served ``unknown`` flag."""
+    cfg = make_cfg("train.epochs=3", "train.max_minutes=0.0001")
+    train_classifier(cfg)
+    run = Path(cfg.run.out_dir) / cfg.run.name
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert log.count("decision: train.epochs=1 (3 planned epochs take about") == 1
+    state = load_checkpoint(run / "last.pt")
+    assert state["epoch"] == 0 and state["scheduler"]["epochs"] == 1.0
+    open_set = state["open_set"]
+    assert open_set["score"] == "energy" and open_set["tar"] == 0.95
+    assert set(open_set["thresholds"]) == {"msp", "max_logit", "energy"}

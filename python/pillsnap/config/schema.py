@@ -142,6 +142,8 @@ class DetTrainConfig(Section):
     include_single: bool = False  # also train the detector on single-pill photos
     # ultralytics' warm-up, in epochs (at least 100 iterations whenever it is above 0)
     warmup_epochs: float = Field(3.0, ge=0.0)
+    # a time cap: after each epoch, fewer epochs when the planned ones would not fit
+    max_minutes: float | None = Field(None, gt=0.0)
 
 
 class TrainConfig(Section):
@@ -179,6 +181,9 @@ class TrainConfig(Section):
     grad_checkpointing: bool = False
     resume: str | None = None  # None, "last", or a checkpoint path
     eval_every_epochs: int = Field(1, ge=1)
+    # a time cap: after the first epoch, fewer epochs when the planned ones would not fit
+    # (the learning-rate schedule follows); None: run train.epochs
+    max_minutes: float | None = Field(None, gt=0.0)
     ema: EmaConfig = Field(default_factory=EmaConfig)
     auto_batch: AutoBatchConfig = Field(default_factory=AutoBatchConfig)
     oom: OomConfig = Field(default_factory=OomConfig)

@@ -32,6 +32,7 @@ from pillsnap.train.oom import free_memory, log_oom_step
 from pillsnap.train.runtime import Precision
 from pillsnap.train.session import BatchHook, Session, build_session
 from pillsnap.train.steplog import cuda_mem_mb
+from pillsnap.train.timecap import epochs_that_fit, log_cap
 
 logger = logging.getLogger("pillsnap.train")
 
@@ -118,16 +119,21 @@ def fit(s: Session) -> dict[str, Any]:
     """The epoch loop: train (with OOM recovery), evaluate, checkpoint, advise, stop early."""
     cfg = s.cfg
     started = time.perf_counter()
-    for epoch in range(s.epoch, cfg.train.epochs):
+    first, total = s.epoch, cfg.train.epochs
+    for epoch in range(first, cfg.train.epochs):
+        if epoch >= total:
+            break
         oom_before = len(s.oom.history)
         if s.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(s.device)
         stats = _epoch_with_oom_recovery(s, epoch)
         s.epoch = epoch + 1
+        if epoch == first and cfg.train.max_minutes is not None:
+            total = _time_cap(s, time.perf_counter() - started, epochs_run=epoch + 1 - first)
         stop = False
         if s.dist.main:
             evaluate_now = (epoch + 1) % cfg.train.eval_every_epochs == 0 \
-                or epoch + 1 == cfg.train.epochs
+                or epoch + 1 == total
             if evaluate_now:
                 stop = _evaluate_and_save(s, epoch, stats)
             else:
@@ -140,6 +146,22 @@ def fit(s: Session) -> dict[str, Any]:
     logger.info("training done in %.1f s (%d epochs, %d steps)", time.perf_counter() - started,
                 s.epoch, s.step)
     return s.last_metrics
+
+
+def _time_cap(s: Session, elapsed_s: float, *, epochs_run: int) -> int:
+    """``train.max_minutes``: the epochs that fit at the first epoch's pace (rank 0's
+    measure for every rank); the schedule is stretched over them. The first epoch's
+    evaluation is not timed yet: the estimate leaves it to the budget's slack."""
+    cap = float(s.cfg.train.max_minutes or 0.0)
+    planned = s.cfg.train.epochs
+    total = dist_mod.broadcast_int(s.dist, epochs_that_fit(
+        elapsed_s=elapsed_s, epochs_run=epochs_run, epochs_done=s.epoch, planned=planned,
+        max_minutes=cap))
+    if total < planned:
+        s.schedule.epochs = float(total)
+        log_cap(logger, "train.epochs", total, planned=planned,
+                per_epoch_s=elapsed_s / epochs_run, max_minutes=cap)
+    return total
 
 
 def _epoch_with_oom_recovery(s: Session, epoch: int) -> dict[str, float]:

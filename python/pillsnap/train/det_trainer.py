@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -31,6 +32,7 @@ import ultralytics.engine.trainer as trainer_module
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from pillsnap.logs import log_decision
+from pillsnap.train.timecap import epochs_that_fit, log_cap
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,27 @@ class Map50Trainer(DetectionTrainer):
         else:
             self.best_fitness = previous_best
         return metrics, fitness
+
+    def cap_epochs(self, max_minutes: float) -> None:
+        """``train.det.max_minutes``, after an epoch (an ``on_fit_epoch_end`` callback): cut
+        the planned epochs to what fits at the pace so far, and rebuild the learning-rate
+        schedule for them as ultralytics' own ``time`` mode does (which, unlike a cap,
+        also extends a run that is ahead of time)."""
+        if getattr(self, "in_final_eval", False) or self.stop:
+            return
+        done = self.epoch + 1
+        elapsed = time.time() - self.train_time_start
+        run = done - self.start_epoch
+        total = epochs_that_fit(elapsed_s=elapsed, epochs_run=run, epochs_done=done,
+                                planned=self.epochs, max_minutes=max_minutes)
+        if total >= self.epochs:
+            return
+        log_cap(logger, "train.det.epochs", total, planned=self.epochs, per_epoch_s=elapsed / run,
+                max_minutes=max_minutes)
+        self.epochs = self.args.epochs = total
+        self._setup_scheduler()
+        self.scheduler.last_epoch = self.epoch
+        self.stop = done >= total
 
     def final_eval(self) -> None:
         # ultralytics reports best.pt's re-validation through on_fit_epoch_end as epoch N+1;

@@ -85,6 +85,9 @@ def train_detector(cfg: PillsnapConfig) -> dict[str, Any]:
     else:
         model, pretrained = _model(cfg)
         model.add_callback("on_fit_epoch_end", _log_epoch)
+        if det.max_minutes is not None:
+            cap = float(det.max_minutes)
+            model.add_callback("on_fit_epoch_end", lambda trainer: trainer.cap_epochs(cap))
         model.train(trainer=Map50Trainer, data=str(data_yaml), epochs=det.epochs,
                     batch=det.batch_size, imgsz=cfg.models.detector.image_size,
                     patience=det.patience, workers=det.workers, device=device, amp=amp,

@@ -60,7 +60,7 @@ def log_setup(d: Dist) -> None:
 def pick_device(d: Dist) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", d.local_rank)
-    log_decision(logger, "device", "cpu", "no CUDA device visible", fallback=True)
+    log_decision(logger, "device", "cpu", "no CUDA device visible")  # no setting asks for one
     return torch.device("cpu")
 
 
@@ -71,13 +71,18 @@ def barrier(d: Dist) -> None:
 
 def broadcast_flag(d: Dist, flag: bool) -> bool:
     """Rank 0's decision (stop early, say) for every rank."""
+    return bool(broadcast_int(d, 1 if flag else 0))
+
+
+def broadcast_int(d: Dist, value: int) -> int:
+    """Rank 0's number (the epochs a time cap leaves, say) for every rank."""
     if not d.enabled:
-        return flag
-    tensor = torch.tensor([1 if flag else 0])
+        return value
+    tensor = torch.tensor([int(value)])
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
     dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
+    return int(tensor.item())
 
 
 def shutdown(d: Dist) -> None:
