@@ -3,8 +3,9 @@
     ap = map50(predictions=[(boxes, scores), ...], truths=[gt_boxes, ...])
 
 All-point interpolated average precision (the area under the precision envelope), greedy
-matching by score at IoU >= 0.5, as in the VOC/COCO evaluators. Parity compares the
-PyTorch and ONNX numbers from this same function, so the method cannot bias the delta.
+matching by score at IoU >= 0.5 (``match_pills``, which ``pillsnap.eval`` reuses), as in
+the VOC/COCO evaluators. Parity compares the PyTorch and ONNX numbers from this same
+function, so the method cannot bias the delta.
 """
 
 from __future__ import annotations
@@ -16,19 +17,34 @@ import numpy as np
 from pillsnap.infer.ops import box_iou
 
 
+def match_pills(boxes: np.ndarray, scores: np.ndarray, truth_boxes: np.ndarray,
+                iou: float = 0.5) -> np.ndarray:
+    """For each predicted box, the index of the truth box it matches, or -1.
+
+        matched = match_pills(boxes, scores, truth_boxes)   # e.g. [0, -1, 1]
+
+    Greedy by descending score (stable for equal scores): each prediction takes the unused
+    truth box with the highest IoU >= ``iou`` (xyxy boxes), and each truth box is used once,
+    so a duplicate of an already matched pill stays unmatched (a false positive).
+    """
+    matched = np.full(len(boxes), -1, dtype=np.int64)
+    if not len(boxes) or not len(truth_boxes):
+        return matched
+    overlap = box_iou(boxes, truth_boxes)
+    taken = np.zeros(len(truth_boxes), dtype=bool)
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(~taken & (overlap[i] >= iou))[0]
+        if candidates.size:
+            best = candidates[np.argmax(overlap[i, candidates])]
+            taken[best] = True
+            matched[i] = best
+    return matched
+
+
 def _true_positives(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray,
                     threshold: float) -> np.ndarray:
-    hits = np.zeros(len(boxes), dtype=bool)
-    if not len(boxes) or not len(truth):
-        return hits
-    iou = box_iou(boxes, truth)
-    taken = np.zeros(len(truth), dtype=bool)
-    for i in np.argsort(-scores, kind="stable"):
-        candidates = np.where(~taken & (iou[i] >= threshold))[0]
-        if candidates.size:
-            best = candidates[np.argmax(iou[i, candidates])]
-            taken[best] = hits[i] = True
-    return hits
+    # One matching rule for AP and for the evaluation's per-pill report (pillsnap.eval).
+    return match_pills(boxes, scores, truth, iou=threshold) >= 0
 
 
 def map50(predictions: Sequence[tuple[np.ndarray, np.ndarray]],

@@ -1,0 +1,1 @@
+"""End-to-end evaluation of the pill identifier: ``python -m pillsnap.eval``."""

@@ -1,0 +1,143 @@
+"""Judge the served answers as users will: every photo of a split through ``/predict``'s code.
+
+    python -m pillsnap.eval --cfg configs/rtx5080-wsl.yaml                      # export.out_dir
+    python -m pillsnap.eval --cfg demo_run/config.yaml --export demo_run/export --limit 200
+    python -m pillsnap.eval --cfg F --triton-url 127.0.0.1:8100                 # through Triton
+    python -m pillsnap.eval --cfg F --export DIR --triton-url 127.0.0.1:8100    # both + agreement
+
+Photos and their labels come from the scan's manifest (``data.manifest_dir``; split ``val``
+is the official VS/VL validation set) under ``data.root``. Single-pill photos go through the
+single pipeline, combination photos through combo. Writes ``eval_report.json``,
+``eval_summary.md`` and PNG plots (risk-coverage, reliability, open-set scores) into
+``--out`` (default ``run.out_dir/run.name/eval``; one subfolder per backend when both are
+given) and prints the summary with PASS/FAIL lines for ``targets.*``. A photo that fails is
+counted and listed; it never stops the run. What each figure counts: ``pillsnap.eval.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pillsnap.config import PillsnapConfig
+from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.errors import ModelError, PillsnapError
+from pillsnap.logs import setup_logging
+
+logger = logging.getLogger("pillsnap.eval")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pillsnap.eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", type=Path, default=None,
+                        help="export folder served in-process (default: export.out_dir, "
+                        "unless --triton-url alone)")
+    parser.add_argument("--triton-url", default=None,
+                        help="host:port of a Triton serving the repository (HTTP)")
+    parser.add_argument("--split", default="val", help="manifest split (default: val)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: run.out_dir/run.name/eval)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also the report's path (default: OUT/eval_report.json)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N photos only")
+    parser.add_argument("--top-k", type=int, default=5)
+    add_config_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(build_parser(), argv)
+    try:
+        cfg = config_from_args(args)
+        setup_logging(cfg.logging.level)
+        reports = evaluate(cfg, export=args.export, triton_url=args.triton_url,
+                           split=args.split, out=args.out, json_path=args.json,
+                           limit=args.limit, top_k=args.top_k)
+    except PillsnapError as exc:
+        logger.error("%s", exc)
+        return 2
+    from pillsnap.eval.output import summary_text
+
+    for report in reports.values():
+        print(summary_text(report))
+    return 0
+
+
+def evaluate(cfg: PillsnapConfig, *, export: Path | None = None, triton_url: str | None = None,
+             split: str = "val", out: Path | None = None, json_path: Path | None = None,
+             limit: int | None = None, top_k: int = 5,
+             progress: bool | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate each backend given (the export folder when neither); reports by backend."""
+    from pillsnap.data.drugs import load_drugs
+    from pillsnap.eval.collect import EmbeddedRunner, Runner, TritonRunner, collect
+    from pillsnap.eval.output import agreement, write_outputs
+    from pillsnap.eval.report import build_report
+    from pillsnap.eval.samples import load_samples
+
+    if export is None and triton_url is None:
+        export = Path(cfg.export.out_dir)
+    runners: list[Runner] = []
+    try:
+        if export is not None:
+            runners.append(EmbeddedRunner(export, threads=cfg.serve.threads,
+                                          max_pixels=cfg.serve.max_pixels))
+        if triton_url is not None:
+            runners.append(TritonRunner(triton_url, timeout_s=max(cfg.serve.request_timeout_s,
+                                                                  30.0)))
+        k_codes, served_open_set = _served_classes(cfg, export)
+        manifest = Path(cfg.data.manifest_dir)
+        samples = load_samples(manifest, Path(cfg.data.root), split, known=set(k_codes),
+                               limit=limit)
+        drugs = load_drugs(manifest) if (manifest / "drugs.json").is_file() else {}
+        logger.info("eval: %d %s photos, %d known classes, backends: %s", len(samples), split,
+                    len(k_codes), ", ".join(r.name for r in runners))
+        served = {r.name: collect(samples, r, top_k=top_k, progress=progress) for r in runners}
+    finally:
+        for runner in runners:
+            runner.close()
+    base = out or Path(cfg.run.out_dir) / cfg.run.name / "eval"
+    reports = {}
+    for name, answers in served.items():
+        report = build_report(answers, backend=name, low_confidence=cfg.serve.low_confidence,
+                              targets=cfg.targets, top_k=top_k, drugs=drugs)
+        report["split"] = split
+        report["open_set"]["served"] = served_open_set
+        if len(served) == 2:
+            report["agreement"] = agreement(*served.values())
+        folder = base / name if len(served) == 2 else base
+        paths = write_outputs(report, answers, folder, json_path if len(served) == 1 else None)
+        logger.info("eval (%s): %s", name, ", ".join(str(p) for p in paths.values() if p))
+        reports[name] = report
+    return reports
+
+
+def _served_classes(cfg: PillsnapConfig,
+                    export: Path | None) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """The served class index and open-set setting: the export's, else the Triton
+    repository's copy (``postprocess/``)."""
+    import json
+
+    from pillsnap.data.classes import ClassIndex
+
+    if export is not None:
+        from pillsnap.infer.bundle import EXPORT_FILE
+
+        record = json.loads((export / EXPORT_FILE).read_text(encoding="utf-8"))
+        open_set = record["classifier"].get("open_set")
+        return ClassIndex.load(export / record["classes"]).k_codes, open_set
+    folder = Path(cfg.triton.repository) / "postprocess"
+    try:
+        k_codes = json.loads((folder / "classes.json").read_text(encoding="utf-8"))["k_codes"]
+        settings = json.loads((folder / "pillsnap.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot read the served class index from {folder} "
+                         f"(triton.repository): {exc}; pass --export") from None
+    return tuple(k_codes), settings.get("open_set")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

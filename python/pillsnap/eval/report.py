@@ -1,0 +1,241 @@
+"""Turn served answers into the evaluation's figures: ``build_report(served, ...)``.
+
+    report = build_report(served, backend="embedded", low_confidence=0.5, targets=cfg.targets)
+    report["single"]["top1"], report["open_set"]["auroc"], report["targets"]
+
+What each figure counts (tests/eval/test_report.py checks every one on hand-made answers):
+- single-pill photos: the answer's first pill against the photo's one pill; no pill at all
+  is a miss; ``whole_photo`` counts answers that fell back to classifying the whole photo;
+- combination photos: served boxes (scored by ``det_confidence``) against the labelled
+  boxes for mAP@0.5 and mAP@0.5:0.95; a labelled pill is *found* when a box matches it at
+  IoU 0.5 and *identified* when that box's top-1 is its K-code; a photo is *all right*
+  when every pill is identified and no box is left over;
+- identification answers (single photos, and combo boxes matched to a known pill) feed the
+  selective-prediction curve, the calibration and the worst classes;
+- open set: a pill whose K-code is not in the served class index is unknown; its answer is
+  right when flagged ``unknown``. A *confident wrong name* is an unknown pill answered with
+  neither ``unknown`` nor ``low_confidence``. Near twins (synthetic look-alikes of a known
+  drug) are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pillsnap.config.schema import TargetsConfig
+from pillsnap.eval import metrics
+from pillsnap.eval.collect import Served
+from pillsnap.eval.samples import TruthPill
+from pillsnap.infer import ops
+
+SELECTIVE_TARGET = 0.99  # the accuracy a confidence threshold is sought for
+OPEN_SET_TAR = 0.95  # the known-pill acceptance at which the false-accept rate is read
+CURVE_POINTS = 101  # risk-coverage points kept in the JSON report
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One labelled pill and the served pill that answers for it (None: nothing did)."""
+
+    truth: TruthPill
+    pill: dict[str, Any] | None
+    scores: dict[str, float] | None  # every open-set score (embedded runner only)
+
+    @property
+    def top1(self) -> str | None:
+        return None if self.pill is None else str(self.pill["top1"]["k_code"])
+
+    @property
+    def correct(self) -> bool:
+        return self.top1 == self.truth.k_code
+
+    @property
+    def confidence(self) -> float:
+        return 0.0 if self.pill is None else float(self.pill["top1"]["confidence"])
+
+
+def build_report(served: list[Served], *, backend: str, low_confidence: float,
+                 targets: TargetsConfig, top_k: int = 5,
+                 drugs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Every figure of the evaluation as JSON-ready data (see the module docstring)."""
+    ok = [s for s in served if s.error is None]
+    answered = list(_answered(ok))
+    known = [a for a in answered if a.truth.known and a.pill is not None]
+    report: dict[str, Any] = {
+        "backend": backend,
+        "photos": {"total": len(served),
+                   "single": sum(s.sample.kind != "combo" for s in served),
+                   "combo": sum(s.sample.kind == "combo" for s in served),
+                   "failed": [{"photo": s.sample.name, "error": s.error}
+                              for s in served if s.error is not None]},
+        "single": _single(ok, top_k),
+        "combo": _combo(ok),
+        "selective": _selective(known),
+        "open_set": _open_set(answered, low_confidence),
+        "latency_ms": _latency(ok),
+        "classes": _classes(known, drugs or {}),
+    }
+    report["targets"] = _targets(report, targets)
+    return report
+
+
+def _answered(served: list[Served]) -> Iterator[Answered]:
+    for s in served:
+        scores = s.scores or [None] * len(s.pills)
+        if s.sample.kind != "combo":
+            truth = s.sample.pills[0]
+            yield Answered(truth, s.pills[0] if s.pills else None,
+                           scores[0] if s.pills else None)
+            continue
+        boxes, det = _boxes(s.pills)
+        match = metrics.match_pills(boxes, det, np.array([p.box for p in s.sample.pills]))
+        for t_index, truth in enumerate(s.sample.pills):
+            hit = np.flatnonzero(match == t_index)
+            i = int(hit[0]) if hit.size else None
+            yield Answered(truth, None if i is None else s.pills[i],
+                           None if i is None else scores[i])
+
+
+def _boxes(pills: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.array([p["bbox"] for p in pills if p.get("bbox")], dtype=np.float32)
+    scores = np.array([p["det_confidence"] for p in pills if p.get("bbox")], dtype=np.float32)
+    return boxes.reshape(-1, 4), scores
+
+
+def _single(served: list[Served], top_k: int) -> dict[str, Any]:
+    rows = [s for s in served if s.sample.kind != "combo" and s.sample.pills[0].known]
+    truth = [s.sample.pills[0].k_code for s in rows]
+    ranked = [[c["k_code"] for c in s.pills[0]["candidates"]] if s.pills else [] for s in rows]
+    return {"photos": len(rows), "top1": metrics.top_k_accuracy(ranked, truth, 1),
+            f"top{top_k}": metrics.top_k_accuracy(ranked, truth, top_k),
+            "whole_photo": sum(s.reason == ops.WHOLE_PHOTO for s in rows),
+            "no_answer": sum(not s.pills for s in rows)}
+
+
+def _combo(served: list[Served]) -> dict[str, Any]:
+    rows = [s for s in served if s.sample.kind == "combo"]
+    predictions = [_boxes(s.pills) for s in rows]
+    truths = [np.array([p.box for p in s.sample.pills], dtype=np.float32) for s in rows]
+    found = identified = all_right = extra = pills = 0
+    for s, (boxes, det), truth in zip(rows, predictions, truths, strict=True):
+        match = metrics.match_pills(boxes, det, truth)
+        right = [i for i, t in enumerate(match)
+                 if t >= 0 and s.pills[i]["top1"]["k_code"] == s.sample.pills[t].k_code]
+        pills += len(truth)
+        found += int((match >= 0).sum())
+        identified += len(right)
+        extra += int((match < 0).sum())
+        all_right += len(right) == len(truth) == len(s.pills)
+    return {"photos": len(rows), "pills": pills,
+            "map50": metrics.map50(predictions, truths) if rows else 0.0,
+            "map50_95": metrics.map_range(predictions, truths) if rows else 0.0,
+            "pill_recall": _share(found, pills), "identified": _share(identified, pills),
+            "all_right_photos": _share(all_right, len(rows)), "extra_boxes": extra}
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 0.0
+
+
+def _selective(known: list[Answered]) -> dict[str, Any]:
+    confidence = [a.confidence for a in known]
+    correct = [a.correct for a in known]
+    curve = metrics.risk_coverage(confidence, correct)
+    keep = np.unique(np.linspace(0, max(len(curve["threshold"]) - 1, 0),
+                                 CURVE_POINTS).round().astype(int)) if confidence else []
+    reached = metrics.threshold_for_accuracy(confidence, correct, SELECTIVE_TARGET)
+    return {"answers": len(known), "accuracy": float(np.mean(correct)) if known else 0.0,
+            "curve": {k: [round(float(v), 6) for v in np.asarray(curve[k])[keep]]
+                      for k in ("threshold", "coverage", "accuracy")},
+            f"threshold_for_{SELECTIVE_TARGET:g}": None if reached is None else
+            {"threshold": reached[0], "coverage": reached[1]},
+            "calibration": metrics.calibration(confidence, correct)}
+
+
+def _open_set(answered: list[Answered], low_confidence: float) -> dict[str, Any]:
+    known = [a for a in answered if a.truth.known and a.pill is not None]
+    unknown = [a for a in answered if not a.truth.known]
+    out: dict[str, Any] = {"known_pills": len(known), "unknown_pills": len(unknown)}
+    if not unknown:
+        out["note"] = ("no pill of this split is outside the class index: nothing to measure "
+                       "(synthetic data: python -m pillsnap.data synth --holdout-classes N)")
+        return out
+    served_scores = [a.pill.get("open_set_score") for a in known + unknown if a.pill]
+    if all(v is not None for v in served_scores):  # headline: distinct drugs; twins apart
+        out.update(_separation([a.pill["open_set_score"] for a in known],
+                               [a.pill["open_set_score"] for a in unknown
+                                if a.pill and not a.truth.twin]))
+    for name, group in (("distinct", [a for a in unknown if not a.truth.twin]),
+                        ("twins", [a for a in unknown if a.truth.twin])):
+        out[name] = _unknown_outcomes(group, low_confidence)
+    out["known_flagged_unknown"] = _share(sum(bool(a.pill.get("unknown")) for a in known),
+                                          len(known))
+    scored = [a for a in known + unknown if a.scores is not None and a.pill is not None]
+    if scored:  # the embedded runner's comparison of every score on the same answers
+        out["scores"] = {kind: _separation(
+            [a.scores[kind] for a in scored if a.truth.known],
+            [a.scores[kind] for a in scored if not a.truth.known and not a.truth.twin])
+            for kind in ops.OPEN_SET_SCORES}
+    return out
+
+
+def _separation(known: list[float], unknown: list[float]) -> dict[str, Any]:
+    threshold, far = metrics.fpr_at_tpr(known, unknown, OPEN_SET_TAR)
+    return {"auroc": metrics.auroc(known, unknown),
+            f"far_at_tar{round(OPEN_SET_TAR * 100)}": far,
+            "threshold_at_tar": threshold if np.isfinite(threshold) else None}
+
+
+def _unknown_outcomes(group: list[Answered], low_confidence: float) -> dict[str, Any]:
+    flagged = sum(a.pill is not None and bool(a.pill.get("unknown")) for a in group)
+    no_answer = sum(a.pill is None for a in group)
+    confident = sum(a.pill is not None and not a.pill.get("unknown")
+                    and a.confidence >= low_confidence for a in group)
+    return {"pills": len(group), "flagged_unknown": flagged, "no_answer": no_answer,
+            "named_confidently": confident,
+            "named_confidently_share": _share(confident, len(group))}
+
+
+def _latency(served: list[Served]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pipeline in ("single", "combo"):
+        rows = [s for s in served if (s.sample.kind == "combo") == (pipeline == "combo")]
+        if not rows:
+            continue
+        stages = sorted({k for s in rows for k in s.timing_ms if k != "total"})
+        out[pipeline] = {**metrics.latency_summary([s.wall_ms for s in rows]),
+                         "stages_p50": {k: float(np.median([s.timing_ms.get(k, 0.0)
+                                                            for s in rows])) for k in stages}}
+    return out
+
+
+def _classes(known: list[Answered], drugs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    truth = [a.truth.k_code for a in known]
+    predicted = [a.top1 or "" for a in known]
+
+    def name(code: str) -> str | None:
+        entry = drugs.get(code, {})
+        return entry.get("name_ko") or entry.get("name_en")
+
+    worst = [{**row, "name": name(row["k_code"])}
+             for row in metrics.worst_classes(truth, predicted)]
+    pairs = [{**row, "true_name": name(row["true"]), "predicted_name": name(row["predicted"])}
+             for row in metrics.confused_pairs(truth, predicted)]
+    return {"worst": worst, "most_confused": pairs}
+
+
+def _targets(report: dict[str, Any], targets: TargetsConfig) -> list[dict[str, Any]]:
+    rows = []
+    if report["single"]["photos"]:
+        rows.append(("single top-1", report["single"]["top1"], targets.single_top1, ">="))
+    if report["combo"]["photos"]:
+        rows.append(("combo mAP@0.5", report["combo"]["map50"], targets.combo_map50, ">="))
+    for pipeline, lat in report["latency_ms"].items():
+        rows.append((f"{pipeline} p95 latency ms", lat["p95"], targets.p95_latency_ms, "<="))
+    return [{"name": name, "value": value, "target": target, "op": op,
+             "pass": value >= target if op == ">=" else value <= target}
+            for name, value, target, op in rows]
