@@ -41,10 +41,15 @@ def test_export_folder_holds_everything_a_server_needs(exported: Path,
     cls = onnx.load(str(exported / "classifier" / "model.onnx"))
     assert cls.opset_import[0].version == 17
     assert [i.name for i in cls.graph.input] == ["images"]
-    assert [o.name for o in cls.graph.output] == ["logits"]
+    # the open-set score (Mahalanobis distance of the features, fitted after training)
+    # travels in the graph, beside the logits
+    assert [o.name for o in cls.graph.output] == ["logits", "known_score"]
     assert cls.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     meta = read_metadata(exported / "classifier" / "model.onnx")
     assert meta.keys() >= CLS_KEYS
+    open_set = json.loads(meta["open_set"])
+    assert open_set["score"] == "mahalanobis" and open_set["tar"] == 0.95
+    assert open_set["threshold"] == open_set["thresholds"]["mahalanobis"]
     state_codes = json.loads((exported / "classes.json").read_text())["k_codes"]
     assert json.loads(meta["k_codes"]) == state_codes and meta["weights"] == "ema"
     assert json.loads(meta["mean"]) == list(ops.IMAGENET_MEAN)
@@ -64,6 +69,7 @@ def test_export_folder_holds_everything_a_server_needs(exported: Path,
 
     cls_report = json.loads((exported / "classifier" / "parity_report.json").read_text())
     assert cls_report["passed"] and cls_report["mse"] <= 1e-6
+    assert cls_report["checks"]["known_score"] and cls_report["known_score_rel_diff"] <= 1e-3
     assert cls_report["top1_agreement"] == 1.0 and cls_report["samples"] == 16
     det_report = json.loads((exported / "detector" / "parity_report.json").read_text())
     assert det_report["passed"] and det_report["map50_delta"] <= 0.01

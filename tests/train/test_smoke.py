@@ -98,8 +98,8 @@ def test_both_runs_the_classifier_then_the_detector(
 def test_a_time_cap_cuts_the_epochs_and_the_schedule_follows(
         make_cfg: Callable[..., PillsnapConfig]) -> None:
     """train.max_minutes smaller than one epoch: the run stops after its first epoch, with
-    the schedule shortened to that one epoch, and says so in one line. The checkpoint
-    carries the open-set thresholds that export turns into the served ``unknown`` flag."""
+    the schedule shortened to that one epoch, and says so in one line. The checkpoints carry
+    the open-set thresholds that export turns into the served ``unknown`` flag."""
     cfg = make_cfg("train.epochs=3", "train.max_minutes=0.0001")
     train_classifier(cfg)
     run = Path(cfg.run.out_dir) / cfg.run.name
@@ -107,6 +107,13 @@ def test_a_time_cap_cuts_the_epochs_and_the_schedule_follows(
     assert log.count("decision: train.epochs=1 (3 planned epochs take about") == 1
     state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 0 and state["scheduler"]["epochs"] == 1.0
-    open_set = state["open_set"]
-    assert open_set["score"] == "energy" and open_set["tar"] == 0.95
-    assert set(open_set["thresholds"]) == {"msp", "max_logit", "energy"}
+    # every evaluation fits the logit scores' thresholds; after the last epoch best.pt also
+    # gets the Gaussian feature statistics and the served Mahalanobis score's threshold
+    assert set(state["open_set"]["thresholds"]) == {"msp", "max_logit", "energy"}
+    best = load_checkpoint(run / "best.pt")["open_set"]
+    assert best["score"] == "mahalanobis" and best["tar"] == 0.95
+    assert set(best["thresholds"]) == {"msp", "max_logit", "energy", "mahalanobis"}
+    classes = len(state["classes"]["k_codes"])
+    means, precision = best["gaussian"]["means"], best["gaussian"]["precision"]
+    assert means.shape[0] == classes and precision.shape == (means.shape[1], means.shape[1])
+    assert best["gaussian"]["fit_samples"] == 32  # every training crop of the tiny pack

@@ -77,8 +77,10 @@ class DataloaderConfig(Section):
 class OpenSetConfig(Section):
     """How a pill unlike every known drug is told apart (``pillsnap.infer.ops.known_score``)."""
 
-    score: Literal["msp", "max_logit", "energy"] = "energy"
+    score: Literal["msp", "max_logit", "energy", "mahalanobis"] = "mahalanobis"
     tar: float = Field(0.95, gt=0.0, lt=1.0)  # share of known validation pills accepted
+    # training crops the Gaussian statistics are fitted on, after the last epoch; 0: none
+    fit_samples: int = Field(100_000, ge=0)
 
 
 class ClassifierConfig(Section):

@@ -179,7 +179,7 @@ def _open_set(answered: list[Answered], low_confidence: float) -> dict[str, Any]
         out["scores"] = {kind: _separation(
             [a.scores[kind] for a in scored if a.truth.known],
             [a.scores[kind] for a in scored if not a.truth.known and not a.truth.twin])
-            for kind in ops.OPEN_SET_SCORES}
+            for kind in scored[0].scores}
     return out
 
 

@@ -4,8 +4,8 @@
     ck.model(images)   # eval mode, EMA weights when the run kept them
 
 The checkpoint holds the state dicts, ``arch``, ``image_size``, the class index (K-codes +
-hash), the fitted ``temperature`` and the resolved config as YAML (written by
-``pillsnap.train.classifier.checkpoint_state``).
+hash), the fitted ``temperature``, the open-set statistics and thresholds, and the resolved
+config as YAML (written by ``pillsnap.train.classifier.checkpoint_state``).
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from typing import Any
 import torch
 import yaml
 
-from pillsnap.config.schema import ClassifierConfig
 from pillsnap.data.classes import ClassIndex
 from pillsnap.errors import ModelError
 from pillsnap.logs import log_decision
 from pillsnap.train.checkpoint import CheckpointError, load_checkpoint
-from pillsnap.train.model import create_classifier
+from pillsnap.train.model import classifier_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("model", "arch", "image_size", "classes", "config")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
 
 
 @dataclass
@@ -55,13 +53,6 @@ class ClassifierCheckpoint:
         return node
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in WRAPPER_PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:
     """Load ``path`` (a CheckpointError when missing or unreadable, ModelError when foreign)."""
     try:
@@ -81,12 +72,10 @@ def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:
     if ClassIndex(k_codes).hash != state["classes"]["hash"]:
         raise ModelError(f"{path}: class hash {state['classes']['hash']} does not match its "
                          "K-codes; the checkpoint was edited or damaged")
-    weights = "ema" if state.get("ema") is not None else "model"
     arch, size = str(state["arch"]), int(state["image_size"])
-    model = create_classifier(ClassifierConfig(arch=arch, image_size=size, pretrained=False,
-                                               drop_rate=0.0, drop_path_rate=0.0), len(k_codes))
+    weights = "ema" if state.get("ema") is not None else "model"
     try:
-        model.load_state_dict(_strip_prefixes(dict(state[weights])))
+        model, weights = classifier_from_checkpoint(state)
     except RuntimeError as exc:
         raise ModelError(f"{path}: the {weights} weights do not fit {arch} with "
                          f"{len(k_codes)} classes: {str(exc).splitlines()[0]}") from None

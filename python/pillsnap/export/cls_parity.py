@@ -22,10 +22,12 @@ from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.errors import DataError
 from pillsnap.export.checkpoint import ClassifierCheckpoint
+from pillsnap.export.classifier import graph_of
 from pillsnap.infer import ops
 from pillsnap.train.inputs import check_pack
 
 BATCH = 16
+KNOWN_RTOL = 1e-3  # the Mahalanobis score sums d^2 products: float32 rounding grows with d
 
 
 def val_crops(pack: Path, image_size: int, samples: int,
@@ -72,6 +74,9 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
     checks = {"mse": mse <= max_mse, "top1_identical": bool(agree.all()),
               "batch_of_one": batch1 <= max(1e-4, 10 * np.sqrt(max_mse)),
               "finite": bool(np.isfinite(exported).all())}
+    known = _known_score_parity(ck, sess, x)
+    if known is not None:
+        checks["known_score"] = known <= KNOWN_RTOL
     return {
         "model": "classifier", "onnx": str(onnx_path), "checkpoint": str(ck.path),
         "weights": ck.weights, "source": str(pack), "samples": len(x),
@@ -80,7 +85,7 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
         "logit_scale": float(np.abs(reference).max()),
         "top1_agreement": float(agree.mean()),
         "prob_max_abs_diff": float(np.abs(p_ref - p_onnx).max()),
-        "batch1_max_abs_diff": batch1,
+        "batch1_max_abs_diff": batch1, "known_score_rel_diff": known,
         "pytorch_top1_accuracy": float((reference.argmax(1) == labels).mean()),
         "onnx_top1_accuracy": float((exported.argmax(1) == labels).mean()),
         "checks": checks,
@@ -88,3 +93,16 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
                    f"{len(x)} val crops",
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
     }
+
+
+def _known_score_parity(ck: ClassifierCheckpoint, sess: ort.InferenceSession,
+                        x: np.ndarray) -> float | None:
+    """The open-set output's largest difference, relative to its scale (None: no output)."""
+    network, outputs = graph_of(ck)
+    if ops.KNOWN_OUTPUT not in outputs:
+        return None
+    with torch.no_grad():
+        reference = network(torch.from_numpy(x))[1].numpy()
+    exported = sess.run([ops.KNOWN_OUTPUT], {"images": x})[0]
+    scale = max(float(np.abs(reference).max()), 1.0)
+    return float(np.abs(reference - exported).max() / scale)

@@ -9,7 +9,7 @@
     logits = classifier(ops.normalise(crops))
     indices, probs = ops.top_k(logits, k=5, temperature=1.3)
     pills = ops.identify(logits, k=5, temperature=1.3, k_codes=k_codes, drugs=drugs,
-                         open_set=ops.OpenSet("energy", threshold=6.2))
+                         open_set=ops.OpenSet("max_logit", threshold=6.2))
 
 The embedded backend (``pillsnap.infer.pipeline``) imports this module; ``python -m
 pillsnap.export --triton`` copies this very file into the Triton python models, because the
@@ -29,9 +29,10 @@ so its long side is the input size, padded to a square with grey 114 (``letterbo
 
 What the answer says about a pill the model never learnt: a calibrated softmax still sums to
 one over the known classes, so a drug outside the class index gets a confident top-1. The
-open-set score (``known_score``: how much the logits look like any known class) is compared
-with a threshold fitted at training time so that ``tar`` (95%) of known validation pills pass;
-below it the pill is marked ``unknown`` (``OpenSet``, ``identify``).
+open-set score (``known_score``: how much a crop looks like any known class; served by
+default: the Mahalanobis distance of its features, from the classifier graph's second output)
+is compared with a threshold fitted at training time so that ``tar`` (95%) of known
+validation pills pass; below it the pill is marked ``unknown`` (``OpenSet``, ``identify``).
 """
 
 from __future__ import annotations
@@ -328,16 +329,26 @@ def top_k(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndar
     return order, np.take_along_axis(probs, order, axis=-1)
 
 
-OPEN_SET_SCORES = ("msp", "max_logit", "energy")
+OPEN_SET_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
+LOGIT_SCORES = OPEN_SET_SCORES[:3]  # computed here from the logits; the rest in the graph
+KNOWN_OUTPUT = "known_score"  # the classifier graph's second output, when it has one
 
 
-def known_score(logits: np.ndarray, kind: str, temperature: float = 1.0) -> np.ndarray:
-    """Per row, how much the logits look like some known class (higher: more), by ``kind``.
+def known_score(logits: np.ndarray, kind: str, temperature: float = 1.0,
+                graph: np.ndarray | None = None) -> np.ndarray:
+    """Per row, how much a crop looks like some known class (higher: more), by ``kind``.
 
     ``msp``: the calibrated top-1 probability; ``max_logit``: the largest logit;
     ``energy``: ``logsumexp(logits)`` (the negative free energy), which keeps the evidence
-    for every class rather than only the best one's share.
+    for every class rather than only the best one's share; ``mahalanobis``: minus the
+    distance of the crop's features to the nearest class, which the classifier graph
+    computes (``graph``, its ``known_score`` output; ``pillsnap.train.openset``).
     """
+    if kind == "mahalanobis":
+        if graph is None:
+            raise ValueError("the mahalanobis score is the classifier's known_score output, "
+                             "and this model has none")
+        return np.asarray(graph, dtype=np.float64).reshape(-1)
     z = np.atleast_2d(np.asarray(logits, dtype=np.float64))
     if kind == "msp":
         return softmax(z, temperature).max(axis=-1).astype(np.float64)
@@ -397,17 +408,18 @@ def candidates(indices: np.ndarray, probs: np.ndarray, k_codes: Sequence[str],
 
 
 def identify(logits: np.ndarray, *, k: int, temperature: float, k_codes: Sequence[str],
-             drugs: Mapping[str, Mapping[str, Any]],
-             open_set: OpenSet | None) -> list[dict[str, Any]]:
+             drugs: Mapping[str, Mapping[str, Any]], open_set: OpenSet | None,
+             graph: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Per classified region: ``top1``, ``candidates`` and the open-set verdict (``unknown``,
     ``open_set_score``; ``False``/``None`` for a model exported without an open-set
-    threshold). An unknown pill keeps its candidates: they are the nearest known drugs."""
+    threshold). ``graph``: the classifier's ``known_score`` output, when it has one. An
+    unknown pill keeps its candidates: they are the nearest known drugs."""
     logits = np.asarray(logits)
     if not len(logits):
         return []
     found = candidates(*top_k(logits, k, temperature), k_codes, drugs)
-    scores = (known_score(logits, open_set.score, temperature) if open_set is not None
-              else [None] * len(found))
+    scores = (known_score(logits, open_set.score, temperature, graph)
+              if open_set is not None else [None] * len(found))
     pills = []
     for cands, score in zip(found, scores, strict=True):
         unknown = open_set is not None and bool(score < open_set.threshold)

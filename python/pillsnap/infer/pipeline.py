@@ -47,6 +47,9 @@ class OnnxPipeline:
         self.margin = float(info["crop_margin"])
         self.temperature = float(info["temperature"])
         self.open_set = ops.OpenSet.from_metadata(info.values.get("open_set"))
+        graph_outputs = {o.name for o in bundle.classifier.get_outputs()}
+        self.outputs = ["logits"] + ([ops.KNOWN_OUTPUT] if ops.KNOWN_OUTPUT in graph_outputs
+                                     else [])
         if self.open_set is None:
             logger.warning("the classifier of %s has no open-set threshold (exported before "
                            "it existed): drugs it never learnt are named, not flagged "
@@ -77,13 +80,21 @@ class OnnxPipeline:
         except ops.ImageInputError as exc:
             raise IMAGE_INPUT_ERRORS[exc.kind](str(exc)) from None
 
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 (n, size, size, 3) crops -> logits (n, classes), ``max_batch`` per call."""
+    def classify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (n, size, size, 3) crops -> logits (n, classes) and, when the graph has it,
+        the open-set ``known_score`` (n, 1); ``max_batch`` crops per call."""
         x = ops.normalise(crops, self.mean, self.std)
-        out = [self.bundle.classifier.run(["logits"], {"images": x[i:i + self.max_batch]})[0]
+        names = self.outputs
+        out = [self.bundle.classifier.run(names, {"images": x[i:i + self.max_batch]})
                for i in range(0, len(x), self.max_batch)]
         classes = len(self.bundle.k_codes)
-        return np.concatenate(out) if out else np.zeros((0, classes), dtype=np.float32)
+        logits = (np.concatenate([o[0] for o in out]) if out
+                  else np.zeros((0, classes), dtype=np.float32))
+        known = None
+        if len(names) > 1:
+            known = (np.concatenate([o[1] for o in out]) if out
+                     else np.zeros((0, 1), dtype=np.float32))
+        return logits, known
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Photo -> xyxy boxes in photo pixels and detector scores, best first."""
@@ -101,8 +112,9 @@ class OnnxPipeline:
                 with_logits: bool = False) -> dict[str, Any]:
         """One photo through ``pipeline``; a JSON-ready answer with per-stage timings.
 
-        ``with_logits`` adds ``logits`` (numpy, one row per pill) for ``pillsnap.eval``'s
-        comparison of open-set scores; the API never asks for it.
+        ``with_logits`` adds ``logits`` and ``known_score`` (numpy, one row per pill; None
+        without that output) for ``pillsnap.eval``'s comparison of open-set scores; the API
+        never asks for it.
         """
         if pipeline not in self.pipelines:
             raise ModelError(f"pipeline={pipeline!r} is not available here; choose one of "
@@ -120,17 +132,17 @@ class OnnxPipeline:
         crops = ops.classifier_crops(image, selection.regions, size=self.image_size,
                                      short_side=self.short_side)
         clock.lap("preprocess")
-        logits = self.classify(crops)
+        logits, known = self.classify(crops)
         clock.lap("classify")
         found = ops.identify(logits, k=top_k, temperature=self.temperature,
                              k_codes=self.bundle.k_codes, drugs=self.bundle.drugs,
-                             open_set=self.open_set)
+                             open_set=self.open_set, graph=known)
         result = ops.answer(found, selection, width, height)
         clock.lap("postprocess")
         answer = {"pipeline": pipeline, "model_version": self.bundle.model_version, **result,
                   "timing_ms": clock.laps}
         if with_logits:
-            answer["logits"] = logits
+            answer["logits"], answer["known_score"] = logits, known
         return answer
 
 

@@ -17,13 +17,14 @@ accepts ``tar`` of the known validation pills; serving flags a pill under it as 
 from __future__ import annotations
 
 import logging
+import math
 from itertools import pairwise
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillsnap.infer.ops import OPEN_SET_SCORES, known_score
+from pillsnap.infer.ops import LOGIT_SCORES, known_score
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
@@ -82,13 +83,22 @@ def choose_temperature(logits: torch.Tensor, labels: torch.Tensor) -> tuple[floa
 
 def open_set_thresholds(logits: torch.Tensor, temperature: float,
                         tar: float) -> dict[str, float]:
-    """Per open-set score, the threshold accepting ``tar`` of these (known) samples."""
+    """Per logit open-set score, the threshold accepting ``tar`` of these (known) samples
+    (the Mahalanobis one needs the features: ``pillsnap.train.openset``, after training)."""
     if not len(logits):
         return {}
     values = logits.detach().float().cpu().numpy()
-    return {kind: float(np.quantile(known_score(values, kind, temperature), 1.0 - tar,
-                                    method="lower"))
-            for kind in OPEN_SET_SCORES}
+    return {kind: accepting_threshold(known_score(values, kind, temperature), tar)
+            for kind in LOGIT_SCORES}
+
+
+def accepting_threshold(scores: np.ndarray, share: float) -> float:
+    """The highest threshold that ``share`` of ``scores`` reach (``score >= threshold``)."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if not ordered.size:
+        return math.inf
+    needed = min(max(math.ceil(share * ordered.size - 1e-9), 1), ordered.size)
+    return float(ordered[needed - 1])
 
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor,

@@ -28,7 +28,9 @@ from pillsnap.train.calibrate import calibrate
 from pillsnap.train.checkpoint import CheckpointError, load_checkpoint, resolve_resume, save_atomic
 from pillsnap.train.inputs import check_pack, ensure_packs, load_classes
 from pillsnap.train.metrics import summarise
+from pillsnap.train.model import classifier_from_checkpoint
 from pillsnap.train.oom import free_memory, log_oom_step
+from pillsnap.train.openset import fit_open_set
 from pillsnap.train.runtime import Precision
 from pillsnap.train.session import BatchHook, Session, build_session
 from pillsnap.train.steplog import cuda_mem_mb
@@ -82,9 +84,28 @@ def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
     else:
         _tune_batch(s)
     try:
-        return fit(s)
+        metrics = fit(s)
+        if d.main:
+            _fit_open_set(s)
+        return metrics
     finally:
         s.log.close()
+
+
+def _fit_open_set(s: Session) -> None:
+    """After the last epoch: the open-set class statistics of best.pt's own weights, and
+    every score's threshold, written into best.pt (``pillsnap.train.openset``)."""
+    open_set = s.cfg.models.classifier.open_set
+    path = s.run_dir / "best.pt"
+    if open_set.fit_samples == 0 or not path.is_file():
+        return
+    state = load_checkpoint(path)
+    model, _ = classifier_from_checkpoint(state)
+    state["open_set"] = fit_open_set(
+        model, s.packs["train"], s.packs["val"], image_size=s.cfg.models.classifier.image_size,
+        device=s.device, samples=open_set.fit_samples, tar=open_set.tar,
+        temperature=float(state.get("temperature", 1.0)), score=open_set.score)
+    save_atomic(state, path)
 
 
 def probe_step(s: Session) -> Callable[[int], None]:

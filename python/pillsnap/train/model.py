@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import timm
 import torch
@@ -45,3 +46,26 @@ def set_grad_checkpointing(model: torch.nn.Module, wanted: bool) -> None:
                      fallback=True)
         return
     log_decision(logger, "grad_checkpointing", True, "timm set_grad_checkpointing")
+
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
+
+
+def strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict saved through DDP or torch.compile, with their key prefixes removed."""
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def classifier_from_checkpoint(state: dict[str, Any]) -> tuple[torch.nn.Module, str]:
+    """The network a checkpoint holds, in eval mode, and which weights it got: ``ema``
+    (what evaluation used) when saved, else ``model``. Raises RuntimeError when the weights
+    do not fit the architecture."""
+    weights = "ema" if state.get("ema") is not None else "model"
+    cfg = ClassifierConfig(arch=str(state["arch"]), image_size=int(state["image_size"]),
+                           pretrained=False, drop_rate=0.0, drop_path_rate=0.0)
+    model = create_classifier(cfg, len(state["classes"]["k_codes"]))
+    model.load_state_dict(strip_wrappers(dict(state[weights])))
+    return model.eval(), weights

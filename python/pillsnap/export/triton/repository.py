@@ -37,6 +37,7 @@ DETECTIONS = Tensor("DETECTIONS", "TYPE_FP32", (1, -1, -1))
 BOXES = Tensor("BOXES", "TYPE_FP32", (-1, 4))
 SCORES = Tensor("SCORES", "TYPE_FP32", (-1,))
 DECISION = Tensor("DECISION", "TYPE_STRING", (1,))
+KNOWN = Tensor("KNOWN", "TYPE_FP32", (-1, 1))  # the classifier's known_score per crop
 
 
 def write_repository(export: Path, out: Path, triton: TritonConfig,
@@ -112,10 +113,12 @@ def _onnx_model(pipe: OnnxPipeline, out: Path, name: str, triton: TritonConfig, 
 
 def _classifier(pipe: OnnxPipeline, out: Path, triton: TritonConfig, classes: int) -> None:
     size = pipe.image_size
+    outputs = [Tensor("logits", "TYPE_FP32", (classes,))]
+    if ops.KNOWN_OUTPUT in pipe.outputs:
+        outputs.append(Tensor(ops.KNOWN_OUTPUT, "TYPE_FP32", (1,)))
     _onnx_model(pipe, out, "classifier", triton,
                 inputs=[Tensor("images", "TYPE_FP32", (3, size, size))],
-                outputs=[Tensor("logits", "TYPE_FP32", (classes,))],
-                max_batch=triton.classifier_max_batch)
+                outputs=outputs, max_batch=triton.classifier_max_batch)
 
 
 def _detector(pipe: OnnxPipeline, out: Path, triton: TritonConfig, size: int) -> None:
@@ -147,13 +150,14 @@ def _crop(pipe: OnnxPipeline, out: Path, name: str, triton: TritonConfig, *, pip
     _python_model(out, name, triton.model_version, "crop_classify.py", {
         "pipeline": pipeline, "detector": detector,
         "classifier": {"model": "classifier", "max_batch": triton.classifier_max_batch,
-                       "classes": classes, "image_size": pipe.image_size,
+                       "outputs": pipe.outputs, "classes": classes,
+                       "image_size": pipe.image_size,
                        "short_side": pipe.short_side, "margin": pipe.margin,
                        "mean": list(pipe.mean), "std": list(pipe.std)}})
     inputs = [PHOTO, DETECTIONS, PLACEMENT] if detector else [PHOTO]
     logits = Tensor("LOGITS", "TYPE_FP32", (-1, classes))
     _write(out / name / "config.pbtxt", configs.python_config(
-        name, inputs, [logits, BOXES, SCORES, DECISION], count=triton.instances))
+        name, inputs, [logits, KNOWN, BOXES, SCORES, DECISION], count=triton.instances))
 
 
 def _postprocess(pipe: OnnxPipeline, out: Path, version: str, triton: TritonConfig,
@@ -166,7 +170,7 @@ def _postprocess(pipe: OnnxPipeline, out: Path, version: str, triton: TritonConf
     _write(folder / "classes.json", json.dumps({"k_codes": list(pipe.bundle.k_codes)},
                                                ensure_ascii=False) + "\n")
     _write(folder / "drugs.json", json.dumps(pipe.bundle.drugs, ensure_ascii=False) + "\n")
-    inputs = [Tensor("LOGITS", "TYPE_FP32", (-1, classes)), BOXES, SCORES, DECISION,
+    inputs = [Tensor("LOGITS", "TYPE_FP32", (-1, classes)), KNOWN, BOXES, SCORES, DECISION,
               configs.TOP_K]
     _write(out / "postprocess" / "config.pbtxt", configs.python_config(
         "postprocess", inputs, [configs.RESULT], count=triton.instances))
@@ -183,7 +187,8 @@ def _ensemble(out: Path, name: str, version: str, pipe: OnnxPipeline, *, detect:
     steps.append(Step("preprocess", {"IMAGE": "IMAGE"}, pre_out))
     if detect:
         steps.append(Step("detector", {"images": "det_images"}, {"output0": "detections"}))
-    parts = {"LOGITS": "logits", "BOXES": "boxes", "SCORES": "scores", "DECISION": "decision"}
+    parts = {"LOGITS": "logits", "KNOWN": "known", "BOXES": "boxes", "SCORES": "scores",
+             "DECISION": "decision"}
     steps.append(Step(crop, crop_in, parts))
     steps.append(Step("postprocess", {**parts, "TOP_K": "TOP_K"}, {"RESULT": "RESULT"}))
     _model_dir(out, name, version)  # Triton wants a version folder, even an empty one

@@ -7,7 +7,8 @@ Written as ``crop_classify/<version>/model.py`` (pipeline combo: every box) and
 the in-process OnnxPipeline. Crops go to the ``classifier`` model in chunks of at most its
 max_batch_size; 0 crops make no call.
 Inputs: PHOTO uint8 [h, w, 3]; with a detector DETECTIONS float32 [1, 4 + classes, anchors]
-and PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], BOXES float32 [n|0, 4],
+and PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], KNOWN float32 [n, 1] (the
+classifier's open-set known_score; zeros when it has none), BOXES float32 [n|0, 4],
 SCORES float32 [n|0], DECISION string [1] (JSON: reason, recommend_combo, image, boxed).
 """
 
@@ -47,12 +48,12 @@ class TritonPythonModel:
                                      margin=cls["margin"])
         crops = ops.classifier_crops(photo, selection.regions, size=cls["image_size"],
                                      short_side=cls["short_side"])
-        logits = self._classify(ops.normalise(crops, cls["mean"], cls["std"]))
+        logits, known = self._classify(ops.normalise(crops, cls["mean"], cls["std"]))
         boxed = selection.boxes is not None
         decision = {"reason": selection.reason, "recommend_combo": selection.recommend_combo,
                     "image": {"width": int(width), "height": int(height)}, "boxed": boxed}
         empty = np.zeros((0, 4), dtype=np.float32)
-        return [pb_utils.Tensor("LOGITS", logits),
+        return [pb_utils.Tensor("LOGITS", logits), pb_utils.Tensor("KNOWN", known),
                 pb_utils.Tensor("BOXES", selection.boxes if boxed else empty),
                 pb_utils.Tensor("SCORES", selection.scores if boxed else empty[:, 0]),
                 pb_utils.Tensor("DECISION", np.array([json.dumps(decision).encode()],
@@ -67,18 +68,27 @@ class TritonPythonModel:
         return ops.detections(output, ops.Letterbox.from_array(placement), conf=det["conf"],
                               iou=det["iou"], max_det=det["max_det"])
 
-    def _classify(self, x: np.ndarray) -> np.ndarray:
+    def _classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (n, classes) and known scores (n, 1; zeros for a classifier without that
+        output, whose answers then use a logit score)."""
         cls = self.settings["classifier"]
         step = cls["max_batch"]
         out = [self._call(x[i:i + step]) for i in range(0, len(x), step)]
-        return np.concatenate(out) if out else np.zeros((0, cls["classes"]), dtype=np.float32)
+        if not out:
+            return (np.zeros((0, cls["classes"]), dtype=np.float32),
+                    np.zeros((0, 1), dtype=np.float32))
+        logits = np.concatenate([o[0] for o in out])
+        known = (np.concatenate([o[1] for o in out]) if len(out[0]) > 1
+                 else np.zeros((len(logits), 1), dtype=np.float32))
+        return logits, known
 
-    def _call(self, chunk: np.ndarray) -> np.ndarray:
+    def _call(self, chunk: np.ndarray) -> list[np.ndarray]:
+        names = self.settings["classifier"]["outputs"]
         request = pb_utils.InferenceRequest(
-            model_name=self.settings["classifier"]["model"], requested_output_names=["logits"],
+            model_name=self.settings["classifier"]["model"], requested_output_names=names,
             inputs=[pb_utils.Tensor("images", np.ascontiguousarray(chunk))])
         response = request.exec()
         if response.has_error():
             raise pb_utils.TritonModelException(
                 f"classifier failed: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, "logits").as_numpy()
+        return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in names]

@@ -6,7 +6,7 @@ next to ``pillsnap_ops.py`` (a copy of pillsnap.infer.ops), ``classes.json``, ``
 and ``pillsnap.json`` (the calibration temperature and open-set threshold). RESULT is
 ``{"pills": [...], "reason": str|null, "recommend_combo": bool, "image": {...}}`` with pills
 exactly as OnnxPipeline.predict returns them (``ops.answer``).
-Inputs: LOGITS, BOXES, SCORES, DECISION (from crop_classify), TOP_K int32 [1].
+Inputs: LOGITS, KNOWN, BOXES, SCORES, DECISION (from crop_classify), TOP_K int32 [1].
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class TritonPythonModel:
                                   decision["recommend_combo"], decision["reason"])
         k = int(tensor("TOP_K").reshape(-1)[0])
         found = ops.identify(logits, k=k, temperature=self.settings["temperature"],
-                             k_codes=self.k_codes, drugs=self.drugs, open_set=self.open_set)
+                             k_codes=self.k_codes, drugs=self.drugs, open_set=self.open_set,
+                             graph=tensor("KNOWN"))
         image = decision["image"]
         result = ops.answer(found, selection, image["width"], image["height"])
         text = json.dumps(result, ensure_ascii=False).encode("utf-8")
