@@ -26,17 +26,29 @@ def test_quick_demo_answers_with_the_true_k_codes(tmp_path: Path) -> None:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "demo_result.json").read_text(encoding="utf-8"))
+    drugs = json.loads((out / "export" / "drugs.json").read_text(encoding="utf-8"))
     for pipeline in ("single", "combo"):
         answer = result["predictions"][pipeline]
         assert answer["match"], (pipeline, answer)
-        assert all(p["edi_code"] for p in answer["pills"])
+        # the EDI code is the drug table's (the synthetic catalogue, like AIHub's labels,
+        # leaves some empty)
+        assert all(p["edi_code"] == drugs[p["k_code"]]["edi_code"] for p in answer["pills"])
     assert len(result["predictions"]["combo"]["truth"]) >= 2
     # every stage ran and the printed report names them
     assert set(result["stages_s"]) == {
         "synthetic AIHub dataset -> scan -> packs + YOLO view",
         "train the classifier, then the detector",
         "export ONNX (parity checked) + Triton repository", "start the API",
-        "POST /predict for validation photos"}
+        "POST /predict for validation photos",
+        "evaluate the served pipeline on every validation photo"}
     assert "[OK ] single" in done.stdout and "[OK ] combo" in done.stdout
+    # a photo of a drug the model never learnt is sent too, and the evaluation counts every
+    # validation photo: 20 known singles, 10 of the 2 held-out drugs, 8 combinations
+    assert result["predictions"]["unknown"]["truth"]
+    evaluation = result["evaluation"]
+    assert evaluation["single"]["photos"] == 20 and evaluation["combo"]["photos"] == 8
+    assert evaluation["open_set"]["unknown_pills"] == 10
+    assert "## Unknown drugs (not in the class index)" in done.stdout
+    assert "PASS single top-1" in done.stdout
     for folder in ("export", "triton_models", "runs/demo/det"):
         assert (out / folder).is_dir(), folder

@@ -112,6 +112,10 @@ TABLE: tuple[Entry, ...] = (
     Covered(r"^python -m pillsnap\.export\b.*--triton\b", (
         ("tests/conftest.py", 'export_main(["--triton"'),
         ("tests/bench/test_bench_serve.py", 'export_main(["--triton"'))),
+    Covered(r"^python -m pillsnap\.eval\b.*--triton-url\b", (
+        ("tests/triton/test_eval_backends.py", "triton_url="),)),
+    Covered(r"^python -m pillsnap\.eval\b", (
+        ("tests/eval/test_eval_cli.py", "main([\"--export\""),)),
     Covered(r"^python -m pillsnap\.export\b", (
         ("tests/export/test_export.py", 'main(["--ckpt"'),
         ("tests/export/test_export.py", "det_ckpt"))),

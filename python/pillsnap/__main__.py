@@ -10,6 +10,7 @@ COMMANDS = """PillSnap commands (each takes --help):
   python -m pillsnap.train.detect  the detector alone
   python -m pillsnap.export        ONNX export of best.pt (+ det/best.pt) with parity checks;
                                    --quantize int8; --triton writes the Triton model repository
+  python -m pillsnap.eval          judge the served answers on a split (in-process or Triton)
   python -m pillsnap.serve         api: the HTTP API | triton: run tritonserver (--docker: GPU)
   python -m pillsnap.ops           release | releases | activate | rollback | verify | backup |
                                    rotate-logs (operations)

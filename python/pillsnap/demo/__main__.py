@@ -4,6 +4,7 @@
     python -m pillsnap.demo --triton             # the API in front of a tritonserver
     python -m pillsnap.demo --stop               # stop the servers after the predictions
     python -m pillsnap.demo --profile quick      # CI's reduced size (a few minutes)
+    python -m pillsnap.demo --profile lookalike  # drugs told apart by imprint alone (longer)
 
 Stages: a synthetic dataset in the exact AIHub layout -> scan -> packs and the YOLO view ->
 the classifier and the detector trained with the demo configs -> ONNX export with parity
@@ -75,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = stage("POST /predict for validation photos",
                         lambda: _predictions(cfg, url, key))
+        evaluation = stage("evaluate the served pipeline on every validation photo",
+                           lambda: _evaluate(cfg, children, args.triton))
         record = {"profile": args.profile, "backend": "triton" if args.triton else "embedded",
                   "stages_s": stage.times, "data": data, "training": trained,
-                  "export": exported, "predictions": results}
+                  "export": exported, "predictions": results, "evaluation": evaluation}
         (out / "demo_result.json").write_text(json.dumps(record, indent=2, ensure_ascii=False)
                                               + "\n", encoding="utf-8")
         print("== stage times: " + ", ".join(f"{n} {t:.1f} s" for n, t in stage.times.items()))
@@ -94,16 +97,37 @@ def _predictions(cfg: Any, url: str, key: str) -> dict[str, Any]:
 
     results = {}
     for kind, (photo, truth) in live.validation_photos(cfg).items():
-        pipeline = "single" if kind == "single" else "combo"
-        result = live.compare(live.predict(url, key, photo, pipeline), truth)
-        results[pipeline] = {"photo": str(photo), **result}
+        pipeline = "combo" if kind == "combo" else "single"
+        result = live.compare(live.predict(url, key, photo, pipeline), truth,
+                              unknown=kind == "unknown")
+        results[kind] = {"photo": str(photo), **result}
         mark = "OK " if result["match"] else "MISS"
         print(f"   [{mark}] {pipeline:6s} {photo.name}")
-        print(f"          true      {', '.join(truth)}")
+        print(f"          true      {', '.join(truth)}"
+              + (" (a drug the model never learnt)" if kind == "unknown" else ""))
         for pill in result["pills"]:
+            if pill["unknown"]:
+                print(f"          answered  unknown drug (nearest known: {pill['k_code']} "
+                      f"{pill['name']}, confidence {pill['confidence']:.2f})")
+                continue
             print(f"          predicted {pill['k_code']} {pill['name']} (EDI {pill['edi_code']},"
                   f" confidence {pill['confidence']:.2f})")
     return results
+
+
+def _evaluate(cfg: Any, children: list[Any], triton: bool) -> dict[str, Any]:
+    """``python -m pillsnap.eval`` on the validation split (held-out drugs included), through
+    the backend the demo serves with; prints its summary."""
+    from pillsnap.eval.__main__ import evaluate
+    from pillsnap.eval.output import summary_text
+
+    triton_url = next((c.url for c in children if c.url), None) if triton else None
+    reports = evaluate(cfg, export=None if triton_url else Path(cfg.export.out_dir),
+                       triton_url=triton_url, progress=False)
+    report = next(iter(reports.values()))
+    print("   " + summary_text(report).replace("\n", "\n   "))
+    return {k: report[k] for k in ("single", "combo", "targets")} | {
+        "open_set": {k: v for k, v in report["open_set"].items() if k != "scores"}}
 
 
 def _serve_until_interrupted(children: list[Any], url: str, key: str) -> None:
@@ -123,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pillsnap.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_run"))
-    parser.add_argument("--profile", choices=["full", "quick"], default="full")
+    parser.add_argument("--profile", choices=["full", "lookalike", "quick"], default="full",
+                        help="full: about 10 minutes on 2 cores; lookalike: drugs told apart "
+                        "by imprint only (much longer); quick: CI's few minutes")
     parser.add_argument("--triton", action="store_true",
                         help="serve through tritonserver (the bundled CPU binary)")
     parser.add_argument("--stop", action="store_true",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pillsnap.config import PillsnapConfig
+from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import PillsnapError
 
@@ -30,6 +31,7 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    url: str | None = None  # where it answers, once known
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -76,8 +78,9 @@ def start_servers(cfg: PillsnapConfig, out: Path, *, port: int, triton: bool,
             f"triton.http_port={ports.http}", f"triton.grpc_port={ports.grpc}",
             f"triton.metrics_port={ports.metrics}"], out / "triton.log", env=env,
             ready=r"tritonserver ready", timeout_s=cfg.triton.startup_timeout_s + 30)
+        server.url = f"127.0.0.1:{ports.http}"
         children.append(server)
-        api += ["--backend", "triton", "--triton-url", f"127.0.0.1:{ports.http}"]
+        api += ["--backend", "triton", "--triton-url", server.url]
     try:
         child, found = _start("the API", api, out / "api.log", env={**env, "API_KEY": key},
                               ready=r"Uvicorn running on (http://\S+)", timeout_s=120)
@@ -90,12 +93,17 @@ def start_servers(cfg: PillsnapConfig, out: Path, *, port: int, triton: bool,
 
 
 def validation_photos(cfg: PillsnapConfig) -> dict[str, tuple[Path, list[str]]]:
-    """The first single-pill and the first combination photo of the val split, with truth."""
+    """The first single-pill photo of a trained drug, the first combination photo and the
+    first photo of a drug outside the class index (``unknown``), of the val split, with
+    their true K-codes."""
+    known = ClassIndex.load(Path(cfg.data.manifest_dir))
     chosen: dict[str, tuple[Path, list[str]]] = {}
     for row in read_manifest(Path(cfg.data.manifest_dir)):
-        if row.split == "val" and row.kind not in chosen:
-            chosen[row.kind] = (Path(cfg.data.root) / row.path,
-                                sorted(p.k_code for p in row.pills))
+        kind = row.kind
+        if kind == "single" and row.pills[0].k_code not in known:
+            kind = "unknown"
+        if row.split == "val" and kind not in chosen:
+            chosen[kind] = (Path(cfg.data.root) / row.path, sorted(p.k_code for p in row.pills))
     return chosen
 
 
@@ -115,12 +123,17 @@ def predict(url: str, key: str, photo: Path, pipeline: str) -> dict[str, Any]:
         raise PillsnapError(f"/predict answered {exc.code}: {exc.read()[:300]!r}") from None
 
 
-def compare(answer: dict[str, Any], truth: list[str]) -> dict[str, Any]:
+def compare(answer: dict[str, Any], truth: list[str], *, unknown: bool = False) -> dict[str, Any]:
+    """The answer against the truth: the same K-codes, or for a drug the model never
+    learnt (``unknown``), every pill flagged unknown."""
     predicted = sorted(p["top1"]["k_code"] for p in answer["pills"])
-    return {"truth": truth, "predicted": predicted, "match": predicted == truth,
+    match = (bool(answer["pills"]) and all(p.get("unknown") for p in answer["pills"])
+             if unknown else predicted == truth)
+    return {"truth": truth, "predicted": predicted, "match": match,
             "pills": [{"k_code": p["top1"]["k_code"], "name": p["top1"]["name"]["ko"],
                        "edi_code": p["top1"]["edi_code"],
                        "confidence": round(p["top1"]["confidence"], 3),
+                       "unknown": bool(p.get("unknown")),
                        "bbox": p.get("bbox")} for p in answer["pills"]],
             "recommend_combo": answer.get("recommend_combo"),
             "timing_ms": answer["timing_ms"].get("total")}
