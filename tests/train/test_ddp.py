@@ -46,8 +46,15 @@ def test_two_gloo_ranks_train_disjoint_shards_and_only_rank0_saves(tiny_args: li
     seen = [set(r["seen"]) for r in ranks]
     assert len(seen[0]) == len(seen[1]) == 16  # 32 train crops split in two
     assert not seen[0] & seen[1]
-    assert ranks[0]["saves"] == ["last.pt", "best.pt"] and ranks[1]["saves"] == []
+    # after the last epoch rank 0 alone adds the open-set statistics to best.pt
+    assert ranks[0]["saves"] == ["last.pt", "best.pt", "best.pt"] and ranks[1]["saves"] == []
+    assert log_has_open_set(in_tmp)
     log = (in_tmp / "runs" / "t" / "train.log").read_text(encoding="utf-8")
     assert "decision: distributed=gloo (2 processes (CPU, no CUDA))" in log
     assert log.count("eval epoch 0:") == 1
     assert log.count("decision: train.augment=none") == 1
+
+
+def log_has_open_set(run: Path) -> bool:
+    log = (run / "runs" / "t" / "train.log").read_text(encoding="utf-8")
+    return log.count("open set: Gaussian statistics of 32 training crops") == 1

@@ -98,8 +98,10 @@ def _collect(model: torch.nn.Module, pack: Path, image_size: int, device: torch.
     """Logits, features and labels of eval crops of ``pack`` (a seeded random ``limit``)."""
     from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD
 
+    # rank 0 alone fits, on the whole pack: not its DDP shard
     loader = PackLoader(pack, batch_size=BATCH, image_size=image_size, train=False,
-                        shuffle=limit is not None, seed=0, drop_last=False)
+                        shuffle=limit is not None, seed=0, drop_last=False, rank=0,
+                        world_size=1)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
     logits, features, labels = [], [], []
