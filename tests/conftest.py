@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,6 +200,13 @@ def any_api_server(request: pytest.FixtureRequest) -> ServerProcess:
     """``api_server``, then ``triton_api_server``: a test that takes it runs on both."""
     name = "api_server" if request.param == "embedded" else "triton_api_server"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def api_launcher() -> Callable[..., Any]:
+    """``with api_launcher(work_dir, "--model-path", str(export)) as server:`` a test's own
+    API server, configured as ``api_server`` is."""
+    return api_process
 
 
 @contextmanager

@@ -3,7 +3,11 @@ candidates (and, in combo mode, the boxes) rendered. Needs Debian's ``chromium``
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cdp import CHROMIUM, Browser
@@ -49,3 +53,32 @@ def test_upload_on_the_page_renders_the_result(api_server: ServerProcess, pill_p
         page.click("#identify")
         page.wait_for("document.getElementById('results').dataset.state === 'error'")
         assert "403" in page.evaluate("document.getElementById('status').textContent")
+
+
+def test_an_unknown_drug_is_shown_as_unknown_not_named(
+        exported: Path, pill_photos: Photos, api_launcher: Callable[..., Any],
+        tmp_path: Path) -> None:
+    """An export whose open-set threshold no crop reaches: every pill is a drug the model
+    does not know, and the page must say so instead of printing a drug's name."""
+    from pillsnap.export.metadata import read_metadata, write_metadata
+
+    export = tmp_path / "export"
+    shutil.copytree(exported, export)
+    model = export / "classifier" / "model.onnx"
+    open_set = json.loads(read_metadata(model)["open_set"])
+    write_metadata(model, {"open_set": {**open_set, "threshold": 1e30}})
+    with api_launcher(tmp_path, "--model-path", str(export)) as server, \
+            Browser(tmp_path / "profile") as page:
+        page.open(server.url + "/")
+        page.type_into("#api-key", KEY)
+        page.choose_file("#pick", pill_photos["single"])
+        page.wait_for("!document.getElementById('identify').disabled")
+        page.click("#identify")
+        page.wait_for("document.getElementById('results').dataset.state === 'done'")
+        title = page.evaluate("document.querySelector('#pills strong').textContent")
+        assert title.startswith("Unknown drug")
+        assert page.evaluate("document.querySelector('#pills .badge.unknown').textContent") \
+            == "unknown"
+        assert "not an identification" in page.evaluate(
+            "document.querySelector('#pills .note').textContent")
+        page.screenshot(tmp_path / "unknown.png")
