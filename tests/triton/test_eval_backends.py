@@ -38,3 +38,14 @@ def test_both_backends_give_the_same_answers_and_figures(
         saved = json.loads((tmp_path / name / "eval_report.json").read_text(encoding="utf-8"))
         assert saved["backend"] == name and saved["targets"]
         assert (tmp_path / name / "eval_summary.md").is_file()
+
+
+def test_triton_alone_reads_the_class_index_from_the_repository(
+        many_repo: Path, many_server: TritonServer, trained: dict[str, Path],
+        export_cfg: Callable[..., PillsnapConfig], tmp_path: Path) -> None:
+    cfg = export_cfg(trained["base"], f"triton.repository={many_repo}")
+    reports = evaluate(cfg, triton_url=many_server.url.removeprefix("http://"), out=tmp_path,
+                       limit=4, progress=False)
+    assert list(reports) == ["triton"] and reports["triton"]["photos"]["total"] == 4
+    assert reports["triton"]["open_set"]["served"]["score"] == "mahalanobis"
+    assert (tmp_path / "eval_report.json").is_file()

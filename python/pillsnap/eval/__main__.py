@@ -118,7 +118,7 @@ def evaluate(cfg: PillsnapConfig, *, export: Path | None = None, triton_url: str
 def _served_classes(cfg: PillsnapConfig,
                     export: Path | None) -> tuple[tuple[str, ...], dict[str, Any] | None]:
     """The served class index and open-set setting: the export's, else the Triton
-    repository's copy (``postprocess/``)."""
+    repository's copy (``postprocess/<version>/``)."""
     import json
 
     from pillsnap.data.classes import ClassIndex
@@ -129,7 +129,7 @@ def _served_classes(cfg: PillsnapConfig,
         record = json.loads((export / EXPORT_FILE).read_text(encoding="utf-8"))
         open_set = record["classifier"].get("open_set")
         return ClassIndex.load(export / record["classes"]).k_codes, open_set
-    folder = Path(cfg.triton.repository) / "postprocess"
+    folder = Path(cfg.triton.repository) / "postprocess" / cfg.triton.model_version
     try:
         k_codes = json.loads((folder / "classes.json").read_text(encoding="utf-8"))["k_codes"]
         settings = json.loads((folder / "pillsnap.json").read_text(encoding="utf-8"))
