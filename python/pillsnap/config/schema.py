@@ -206,6 +206,9 @@ class ExportConfig(Section):
     dynamic_batch: bool = True
     parity: ParityConfig = Field(default_factory=ParityConfig)
     int8_calibration_images: int = Field(256, ge=1)
+    # validation single-pill photos of known drugs sent through the exported pipeline to set
+    # the open-set threshold where serving meets it (detector boxes, not labelled ones); 0: off
+    open_set_photos: int = Field(500, ge=0)
 
 
 class TritonConfig(Section):

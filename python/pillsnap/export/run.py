@@ -50,10 +50,29 @@ def export_all(cfg: PillsnapConfig, ckpt: Path, out: Path, *, det_ckpt: Path | N
     record["detector"] = (_detector(cfg, det_ckpt, out, det_data)
                           if det_ckpt is not None else None)
     record["pipelines"] = ["single", "combo"] if det_ckpt is not None else ["single"]
-    (out / EXPORT_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")
+    _write_record(out, record)
+    served = _open_set_on_served_crops(cfg, ck, out, manifest)
+    if served is not None:
+        record["classifier"]["open_set"] = served
+        _write_record(out, record)
     logger.info("export complete: %s (pipelines: %s)", out, ", ".join(record["pipelines"]))
     return record
+
+
+def _write_record(out: Path, record: dict[str, Any]) -> None:
+    (out / EXPORT_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")
+
+
+def _open_set_on_served_crops(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
+                              manifest: Path | None) -> dict[str, Any] | None:
+    """The open-set thresholds set again on the exported pipeline's own crops (a finished
+    export: the pipeline opens it); see ``pillsnap.export.open_set``."""
+    from pillsnap.export.open_set import calibrate_served
+
+    folder = manifest or Path(ck.setting("data.manifest_dir", "artifacts/manifest"))
+    root = Path(ck.setting("data.root", "data/aihub"))
+    return calibrate_served(out, folder, root, photos=cfg.export.open_set_photos)
 
 
 def _classifier(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
