@@ -49,7 +49,6 @@ class Runner(Protocol):
                 top_k: int) -> tuple[dict[str, Any], list[dict[str, float]] | None]:
         """The answer and, where the runner sees logits, every open-set score per pill."""
 
-
     def close(self) -> None: ...
 
 
