@@ -40,7 +40,7 @@ AUTH = {"X-API-Key": KEY}
 
 
 def edi_schema_ok(candidate: dict[str, Any]) -> bool:
-    """A candidate as DESIGN.md section 6 has it: k_code, edi_code (first of edi_codes), names,
+    """A candidate as the README's API section has it: k_code, edi_code (first of edi_codes), names,
     company, shape, colours, imprints and a confidence in [0, 1]."""
     codes = candidate["edi_codes"]
     return (candidate["k_code"].startswith("K-")

@@ -1,6 +1,6 @@
 """What the AIHub pill dataset looks like on disk, and parsing of its names and labels.
 
-Knowledge of the real format (DESIGN.md section 3) lives here and nowhere else: folder
+Knowledge of the real format (README.md, "Your own AIHub data") lives here and nowhere else: folder
 names (``TS_1_단일``, ``VL_3_조합``), file names (``K-CODE_배경_조명_면_형태_앙각_회전각_크기``)
 and the COCO-like JSON with one ``images[0]`` record of drug metadata per pill.
 """

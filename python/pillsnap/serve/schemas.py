@@ -1,4 +1,4 @@
-"""Response bodies (DESIGN.md section 6), as pydantic models for the OpenAPI schema.
+"""Response bodies (the API contract: README.md, "API"), as pydantic models for the OpenAPI schema.
 
 Candidates allow extra fields: a newer model's metadata passes through without a server
 release.

@@ -4,7 +4,7 @@
 
 Precedence, as everywhere in PillSnap: CLI overrides > config.yaml > process environment >
 ``.env`` > defaults. The YAML and CLI layers are resolved by ``pillsnap.config`` (validated,
-unknown keys rejected); pydantic-settings reads the environment names of DESIGN.md section 6
+unknown keys rejected); pydantic-settings reads the environment names the README's API section lists
 (API_KEY, CORS_ALLOW_ORIGINS, MODEL_PATH, TRITON_URL, LOG_LEVEL) for what those leave unset.
 """
 
@@ -26,7 +26,7 @@ _SERVE = ServeConfig.model_fields
 
 
 def _env(name: str, field: str, **default: Any) -> Any:
-    """A field that also reads the environment name DESIGN.md gives it (API_KEY, ...)."""
+    """A field that also reads the environment name the README gives it (API_KEY, ...)."""
     return Field(validation_alias=AliasChoices(field, name), **default)
 
 

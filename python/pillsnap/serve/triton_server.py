@@ -5,14 +5,15 @@
         server.url                                                       # http://127.0.0.1:8100
 
 Without docker it runs the tritonserver 2.51 binary bundled in the ``nvidia-pytriton`` wheel
-(python backend only, so ``--model-config-name=cpu``). What makes that binary run (DESIGN.md
-section 5): numpy < 2; the python backend stub built for this Python, copied with the
-backend into a private backend directory (the wheel's own folder is left untouched); this
-environment's ``bin`` first on PATH (the stub's embedded Python finds its packages from
-it); LD_LIBRARY_PATH with the wheel's ``nvidia_pytriton.libs`` and the directory of
-``libpython3.X.so.1.0``; a shared-memory prefix of its own per server, so parallel servers
-do not collide. Production flags: model control none, auto-complete off, strict readiness,
-admin APIs behind a header. ``docker_command`` gives the NGC-image equivalent for GPUs.
+(python backend only, so ``--model-config-name=cpu``). What makes that binary run
+(docs/triton.md, "The server"): numpy < 2; the python backend stub built for this Python,
+copied with the backend into a private backend directory (the wheel's own folder is left
+untouched); this environment's ``bin`` first on PATH (the stub's embedded Python finds its
+packages from it); LD_LIBRARY_PATH with the wheel's ``nvidia_pytriton.libs`` and the
+directory of ``libpython3.X.so.1.0``; a shared-memory prefix of its own per server, so
+parallel servers do not collide. Production flags: model control none, auto-complete off,
+strict readiness, admin APIs behind a header. ``docker_command`` gives the NGC-image
+equivalent for GPUs.
 """
 
 from __future__ import annotations
