@@ -46,9 +46,9 @@ from pillsnap.bench.latency import percentiles
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe
 from pillsnap.bench.table import markdown_table
+from pillsnap.infer.triton_contract import ENSEMBLE_OF
 
 TOP_K = 5
-ENSEMBLES = {"single": "pill_single", "combo": "pill_combo"}
 WARMUP_PAIRS = 3
 Meter = Callable[[], dict[str, float | None]]  # CPU seconds so far, per process
 
@@ -172,7 +172,7 @@ async def direct_load(plan: Plan, host: str, photo: bytes, meter: Meter) -> dict
 
     client = aioclient.InferenceServerClient(host, conn_limit=plan.concurrency)
     inputs = triton_inputs(aioclient, photo, TOP_K)
-    model = ENSEMBLES[plan.pipeline]
+    model = ENSEMBLE_OF[plan.pipeline]
     try:
         return await _warm_then_measure(lambda: client.infer(model, inputs), plan, meter)
     finally:
@@ -189,7 +189,7 @@ async def paired(plan: Plan, url: str, key: str, host: str, photo: bytes) -> dic
 
     client = aioclient.InferenceServerClient(host, conn_limit=1)
     inputs = triton_inputs(aioclient, photo, TOP_K)
-    model = ENSEMBLES[plan.pipeline]
+    model = ENSEMBLE_OF[plan.pipeline]
     times: dict[str, list[float]] = {"proxy": [], "direct": []}
     async with aiohttp.ClientSession(url, timeout=aiohttp.ClientTimeout(total=60)) as session:
         sends = {"proxy": proxy_sender(session, plan, key, photo),

@@ -33,6 +33,7 @@ from pillsnap.bench.table import markdown_table
 from pillsnap.config import PillsnapConfig
 from pillsnap.infer import ops
 from pillsnap.infer.pipeline import OnnxPipeline
+from pillsnap.infer.triton_contract import INPUT_IMAGE, INPUT_TOP_K
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +125,9 @@ def triton_figures(repository: Path, photos: dict[str, bytes], cfg: PillsnapConf
 
 def triton_inputs(module: Any, photo: bytes, top_k: int = 5) -> list[Any]:
     """IMAGE and TOP_K for the ensembles, built with ``module`` (tritonclient.http[.aio])."""
-    image = module.InferInput("IMAGE", [len(photo)], "UINT8")
+    image = module.InferInput(INPUT_IMAGE, [len(photo)], "UINT8")
     image.set_data_from_numpy(np.frombuffer(photo, dtype=np.uint8))
-    k = module.InferInput("TOP_K", [1], "INT32")
+    k = module.InferInput(INPUT_TOP_K, [1], "INT32")
     k.set_data_from_numpy(np.array([top_k], dtype=np.int32))
     return [image, k]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 
-ENSEMBLES = ("pill_single", "pill_combo")
+ENSEMBLE_OF = {"single": "pill_single", "combo": "pill_combo"}  # pipeline -> ensemble
+ENSEMBLES = tuple(ENSEMBLE_OF.values())
 INPUT_IMAGE = "IMAGE"
 INPUT_TOP_K = "TOP_K"
 OUTPUT_RESULT = "RESULT"

@@ -26,13 +26,19 @@ import anyio
 import numpy as np
 
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
-from pillsnap.infer.triton_contract import VERSION_PARAMETER, error_kind
+from pillsnap.infer.triton_contract import (
+    ENSEMBLE_OF,
+    INPUT_IMAGE,
+    INPUT_TOP_K,
+    OUTPUT_RESULT,
+    VERSION_PARAMETER,
+    error_kind,
+)
 from pillsnap.serve.backends.base import Readiness, normalise
 from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLES = {"single": "pill_single", "combo": "pill_combo"}
 T = TypeVar("T")
 
 
@@ -50,7 +56,7 @@ class TritonBackend:
 
     @property
     def pipelines(self) -> tuple[str, ...]:
-        return tuple(ENSEMBLES)
+        return tuple(ENSEMBLE_OF)
 
     async def start(self) -> None:
         from tritonclient.http.aio import InferenceServerClient
@@ -67,33 +73,33 @@ class TritonBackend:
     async def readiness(self) -> Readiness:
         try:
             states = {name: await self._call(self._live().is_model_ready(model))
-                      for name, model in ENSEMBLES.items()}
+                      for name, model in ENSEMBLE_OF.items()}
         except BackendUnavailable as exc:
             return Readiness(False, str(exc))
-        missing = [ENSEMBLES[n] for n, ok in states.items() if not ok]
+        missing = [ENSEMBLE_OF[n] for n, ok in states.items() if not ok]
         if missing:
             return Readiness(False, f"Triton at {self.url} is up but {', '.join(missing)} "
                              "not ready")
-        return Readiness(True, f"Triton at {self.url}: {', '.join(ENSEMBLES.values())} ready")
+        return Readiness(True, f"Triton at {self.url}: {', '.join(ENSEMBLE_OF.values())} ready")
 
     async def model_version(self) -> str | None:
-        return await self._version(ENSEMBLES["single"])
+        return await self._version(ENSEMBLE_OF["single"])
 
     async def predict(self, data: bytes, *, pipeline: str, top_k: int,
                       request_id: str | None = None) -> dict[str, Any]:
         from tritonclient.http import InferInput, InferRequestedOutput
 
-        model = ENSEMBLES[pipeline]
-        image = InferInput("IMAGE", [len(data)], "UINT8")
+        model = ENSEMBLE_OF[pipeline]
+        image = InferInput(INPUT_IMAGE, [len(data)], "UINT8")
         image.set_data_from_numpy(np.frombuffer(data, dtype=np.uint8), binary_data=True)
-        k = InferInput("TOP_K", [1], "INT32")
+        k = InferInput(INPUT_TOP_K, [1], "INT32")
         k.set_data_from_numpy(np.array([top_k], dtype=np.int32), binary_data=True)
         start = time.perf_counter()
         result = await self._call(self._live().infer(
-            model, [image, k], outputs=[InferRequestedOutput("RESULT", binary_data=True)],
+            model, [image, k], outputs=[InferRequestedOutput(OUTPUT_RESULT, binary_data=True)],
             request_id=request_id or ""))
         elapsed = round((time.perf_counter() - start) * 1000, 3)
-        raw = result.as_numpy("RESULT")
+        raw = result.as_numpy(OUTPUT_RESULT)
         if raw is None or raw.size != 1:
             raise ModelError(f"{model} returned no RESULT; is triton_models/ out of date?")
         answer = json.loads(raw.reshape(-1)[0])
