@@ -70,10 +70,9 @@ class EmbeddedRunner:
                 top_k: int) -> tuple[dict[str, Any], list[dict[str, float]] | None]:
         answer = self.pipe.predict(data, pipeline=pipeline, top_k=top_k, with_logits=True)
         logits, graph = answer.pop("logits"), answer.pop("known_score")
-        kinds = ops.OPEN_SET_SCORES if graph is not None else ops.LOGIT_SCORES
-        scores = [{kind: float(ops.known_score(logits[i], kind, self.pipe.temperature,
-                                                None if graph is None else graph[i])[0])
-                   for kind in kinds} for i in range(len(logits))]
+        by_kind = ops.known_scores(logits, self.pipe.temperature, graph)
+        scores = [{kind: float(values[i]) for kind, values in by_kind.items()}
+                  for i in range(len(logits))]
         return answer, scores
 
     def close(self) -> None:

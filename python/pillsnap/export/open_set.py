@@ -91,9 +91,8 @@ def _served_scores(pipe: OnnxPipeline, paths: list[Path]) -> dict[str, list[floa
         logits, graph = answer["logits"], answer["known_score"]
         if not len(logits):
             continue
-        kinds = ops.OPEN_SET_SCORES if graph is not None else ops.LOGIT_SCORES
-        for kind in kinds:
-            value = ops.known_score(logits[:1], kind, pipe.temperature,
-                                    None if graph is None else graph[:1])[0]
-            scores.setdefault(kind, []).append(float(value))
+        first = ops.known_scores(logits[:1], pipe.temperature,
+                                 None if graph is None else graph[:1])
+        for kind, values in first.items():
+            scores.setdefault(kind, []).append(float(values[0]))
     return scores

@@ -360,6 +360,14 @@ def known_score(logits: np.ndarray, kind: str, temperature: float = 1.0,
     raise ValueError(f"unknown open-set score {kind!r}; choose one of {OPEN_SET_SCORES}")
 
 
+def known_scores(logits: np.ndarray, temperature: float = 1.0,
+                 graph: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every open-set score the inputs allow, per row: the logit scores, and ``mahalanobis``
+    when the classifier graph's ``known_score`` output (``graph``) is given."""
+    kinds = OPEN_SET_SCORES if graph is not None else LOGIT_SCORES
+    return {kind: known_score(logits, kind, temperature, graph) for kind in kinds}
+
+
 @dataclass(frozen=True)
 class OpenSet:
     """A pill is ``unknown`` when its ``known_score`` of ``score`` is under ``threshold``."""

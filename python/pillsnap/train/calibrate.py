@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillsnap.infer.ops import LOGIT_SCORES, known_score
+from pillsnap.infer.ops import known_scores
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
@@ -88,8 +88,8 @@ def open_set_thresholds(logits: torch.Tensor, temperature: float,
     if not len(logits):
         return {}
     values = logits.detach().float().cpu().numpy()
-    return {kind: accepting_threshold(known_score(values, kind, temperature), tar)
-            for kind in LOGIT_SCORES}
+    return {kind: accepting_threshold(scores, tar)
+            for kind, scores in known_scores(values, temperature).items()}
 
 
 def accepting_threshold(scores: np.ndarray, share: float) -> float:

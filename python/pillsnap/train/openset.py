@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from pillsnap.data.loader import PackLoader
-from pillsnap.infer.ops import OPEN_SET_SCORES, known_score
+from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD, known_scores
 from pillsnap.train.calibrate import accepting_threshold
 
 logger = logging.getLogger(__name__)
@@ -96,8 +96,6 @@ def gaussian_stats(features: torch.Tensor, labels: torch.Tensor,
 def _collect(model: torch.nn.Module, pack: Path, image_size: int, device: torch.device,
              limit: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits, features and labels of eval crops of ``pack`` (a seeded random ``limit``)."""
-    from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD
-
     # rank 0 alone fits, on the whole pack: not its DDP shard
     loader = PackLoader(pack, batch_size=BATCH, image_size=image_size, train=False,
                         shuffle=limit is not None, seed=0, drop_last=False, rank=0,
@@ -132,8 +130,8 @@ def fit_open_set(model: torch.nn.Module, train_pack: Path, val_pack: Path, *,
     val_logits, val_features, _ = _collect(model, val_pack, image_size, device, None)
     graph = gaussian(val_features).squeeze(1).numpy()
     values = val_logits.numpy()
-    thresholds = {kind: accepting_threshold(known_score(values, kind, temperature, graph), tar)
-                  for kind in OPEN_SET_SCORES}
+    thresholds = {kind: accepting_threshold(scores, tar)
+                  for kind, scores in known_scores(values, temperature, graph).items()}
     logger.info("open set: Gaussian statistics of %d training crops (%d features); "
                 "thresholds accepting %.0f%% of %d validation crops: %s", len(train_labels),
                 train_features.shape[1], tar * 100, len(values),
