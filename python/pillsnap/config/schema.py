@@ -284,7 +284,7 @@ class PillsnapConfig(Section):
 
     @model_validator(mode="after")
     def _features_allowed(self) -> PillsnapConfig:
-        from pillsnap.features import check_features
+        from pillsnap.config.features import check_features
 
         check_features(self)
         return self

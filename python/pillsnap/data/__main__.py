@@ -156,8 +156,8 @@ def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
 
 
 def run_pack(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.config.features import includes
     from pillsnap.data.pack import build_pack
-    from pillsnap.features import includes
 
     manifest = args.manifest or cfg.data.manifest_dir
     root, out = args.root or cfg.data.root, args.out or cfg.pack.out_dir
@@ -183,7 +183,7 @@ def run_pack(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
 
 
 def run_yolo(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
-    from pillsnap.features import require
+    from pillsnap.config.features import require
 
     require(cfg, "advanced", "the detector's YOLO view")
     from pillsnap.data.yolo_view import write_yolo_view

@@ -36,10 +36,10 @@ from typing import Any
 import yaml
 
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.config.features import require
 from pillsnap.config.loader import config_hash, save_config
 from pillsnap.config.schema import PillsnapConfig
 from pillsnap.errors import DataError, PillsnapError
-from pillsnap.features import require
 from pillsnap.logs import log_decision, setup_logging
 
 logger = logging.getLogger("pillsnap.train.detect")  # not "__main__" under -m

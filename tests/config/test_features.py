@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pillsnap import features
+from pillsnap.config import features
 
 
 def test_sets_are_nested() -> None:
@@ -36,7 +36,7 @@ def test_detector_view_is_refused_outside_advanced(tmp_path: Path) -> None:
 
 
 def test_mvp_imports_no_detector_code() -> None:
-    code = ("import sys; from pillsnap import features; features.import_active('mvp'); "
+    code = ("import sys; from pillsnap.config import features; features.import_active('mvp'); "
             "print('pillsnap.data.yolo_view' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
