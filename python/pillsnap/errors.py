@@ -67,7 +67,7 @@ class ServerError(PillsnapError, RuntimeError):
     the message carries the reason and the tail of the server's log."""
 
 
-# A bad upload's kind (``pillsnap.infer.ops.ImageInputError.kind``, or the ``kind:`` prefix of
+# A bad upload's kind (``pillsnap.contract.ops.ImageInputError.kind``, or the ``kind:`` prefix of
 # a Triton error) -> the exception both serving backends raise for it.
 IMAGE_INPUT_ERRORS: dict[str, type[DataError]] = {
     "unsupported": UnsupportedImageError, "corrupt": CorruptImageError,

@@ -18,12 +18,13 @@ import torch
 from PIL import Image
 
 from pillsnap import _native
+from pillsnap.contract.ops import IMAGENET_MEAN, IMAGENET_STD
 from pillsnap.data import ClassIndex, read_manifest
 from pillsnap.data import pack as pack_module
 from pillsnap.data.autotune import autotune_threads
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.pack import build_pack
-from pillsnap.data.prefetch import IMAGENET_MEAN, IMAGENET_STD, DevicePrefetcher
+from pillsnap.data.prefetch import DevicePrefetcher
 from pillsnap.data.scan import scan
 from pillsnap.errors import LoaderError
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from pillsnap.config.schema import TargetsConfig
+from pillsnap.contract import ops
 from pillsnap.eval.collect import Served
 from pillsnap.eval.output import agreement, summary_text, write_outputs
 from pillsnap.eval.report import build_report
 from pillsnap.eval.samples import Sample, TruthPill
-from pillsnap.infer import ops
 
 Box = tuple[float, float, float, float]
 

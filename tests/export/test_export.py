@@ -15,13 +15,13 @@ import pytest
 from onnx import numpy_helper
 
 from pillsnap.config import PillsnapConfig
+from pillsnap.contract import ops
 from pillsnap.errors import ParityError
 from pillsnap.export.__main__ import main
 from pillsnap.export.checkpoint import load_classifier_checkpoint
 from pillsnap.export.cls_parity import classifier_parity
 from pillsnap.export.metadata import read_metadata
 from pillsnap.export.report import write_report
-from pillsnap.infer import ops
 from pillsnap.infer.bundle import open_session
 
 CLS_KEYS = {"k_codes", "class_hash", "image_size", "mean", "std", "temperature", "arch",

@@ -13,11 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from pillsnap.contract import ops
 from pillsnap.errors import DataError
 from pillsnap.export.__main__ import main
 from pillsnap.export.cls_parity import val_crops
 from pillsnap.export.int8 import quantize_classifier
-from pillsnap.infer import ops
 
 
 def test_quantize_int8_writes_a_quantized_model_and_its_report(

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pillsnap.contract import ops
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import CorruptImageError, ModelError, UnsupportedImageError
-from pillsnap.infer import ops
 from pillsnap.infer.pipeline import OnnxPipeline
 
 

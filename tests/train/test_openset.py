@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pillsnap.infer import ops
+from pillsnap.contract import ops
 from pillsnap.train.openset import SHRINK, GaussianScore, gaussian_stats
 
 

@@ -17,9 +17,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from pillsnap.config import load_config
+from pillsnap.contract import ops
 from pillsnap.errors import ModelError
 from pillsnap.export.triton.repository import write_repository
-from pillsnap.infer import ops
 from pillsnap.infer.bundle import load_bundle
 
 PYTHON_MODELS = ("preprocess", "crop_classify", "crop_classify_single", "postprocess")

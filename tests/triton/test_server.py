@@ -28,8 +28,8 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from pillsnap.contract import ops
 from pillsnap.errors import ServerError
-from pillsnap.infer import ops
 from pillsnap.infer.bundle import load_bundle
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.infer.triton_contract import error_kind

@@ -31,7 +31,7 @@ from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe, describe_line
 from pillsnap.bench.table import markdown_table
 from pillsnap.config import PillsnapConfig
-from pillsnap.infer import ops
+from pillsnap.contract import ops
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.infer.triton_contract import INPUT_IMAGE, INPUT_TOP_K
 

@@ -75,7 +75,7 @@ class DataloaderConfig(Section):
 
 
 class OpenSetConfig(Section):
-    """How a pill unlike every known drug is told apart (``pillsnap.infer.ops.known_score``)."""
+    """How a pill unlike every known drug is told apart (``pillsnap.contract.ops.known_score``)."""
 
     score: Literal["msp", "max_logit", "energy", "mahalanobis"] = "mahalanobis"
     tar: float = Field(0.95, gt=0.0, lt=1.0)  # share of known validation pills accepted

@@ -23,10 +23,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pillsnap.contract.ops import pill_crop  # one definition for training and serving crops
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import MANIFEST_FILE, ManifestRow, read_manifest, write_json
 from pillsnap.errors import DataError
-from pillsnap.infer.ops import pill_crop  # one definition for training and serving crops
 from pillsnap.native import native
 
 logger = logging.getLogger(__name__)

@@ -17,13 +17,11 @@ from collections.abc import Iterator
 
 import torch
 
+from pillsnap.contract.ops import IMAGENET_MEAN, IMAGENET_STD
 from pillsnap.data.loader import PackLoader
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DevicePrefetcher:

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from pillsnap.contract import ops
 from pillsnap.errors import PillsnapError
 from pillsnap.eval.samples import Sample
-from pillsnap.infer import ops
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from pillsnap.config.schema import TargetsConfig
+from pillsnap.contract import ops
 from pillsnap.eval import metrics
 from pillsnap.eval.collect import Served
 from pillsnap.eval.samples import TruthPill
-from pillsnap.infer import ops
 
 SELECTIVE_TARGET = 0.99  # the accuracy a confidence threshold is sought for
 OPEN_SET_TAR = 0.95  # the known-pill acceptance at which the false-accept rate is read

@@ -8,7 +8,7 @@ Input: float32 NCHW, already normalised with the ImageNet mean/std (stored as me
 Why not uint8 with the normalisation inside the graph: the ONNX model stays exactly the
 network PyTorch evaluated (parity compares the same tensor on both sides), TensorRT FP16
 engines get no integer-to-float ops at their input, and the one place that normalises is
-``pillsnap.infer.ops.normalise``, which the embedded server and Triton's python models
+``pillsnap.contract.ops.normalise``, which the embedded server and Triton's python models
 share. The cost is 4x the bytes of a uint8 crop between preprocess and classifier, which
 stays inside one process (or Triton's shared memory).
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from pillsnap.contract.ops import IMAGENET_MEAN, IMAGENET_STD, KNOWN_OUTPUT
 from pillsnap.export.checkpoint import ClassifierCheckpoint
 from pillsnap.export.metadata import write_metadata
-from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD, KNOWN_OUTPUT
 from pillsnap.logs import log_decision
 from pillsnap.train.openset import GaussianScore, OpenSetClassifier
 

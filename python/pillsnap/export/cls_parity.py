@@ -4,7 +4,7 @@
                                Path("artifacts/pack/val.pack"), samples=64, max_mse=1e-6)
 
 The crops come from the PackLoader's eval path (resize + centre crop, as evaluation saw
-them), normalised by ``pillsnap.infer.ops.normalise``; both runtimes get the same tensor.
+them), normalised by ``pillsnap.contract.ops.normalise``; both runtimes get the same tensor.
 Passes when the logit MSE is at most ``max_mse`` and every top-1 agrees; a batch of one
 must give the same logits as that image inside a batch (the dynamic batch axis works).
 """
@@ -18,12 +18,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from pillsnap.contract import ops
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.errors import DataError
 from pillsnap.export.checkpoint import ClassifierCheckpoint
 from pillsnap.export.classifier import graph_of
-from pillsnap.infer import ops
 from pillsnap.train.inputs import check_pack
 
 BATCH = 16

@@ -4,7 +4,7 @@
                              Path("artifacts/pack/yolo/data.yaml"), samples=64,
                              max_map_delta=0.01, min_iou=0.95)
 
-Both runtimes get the same letterboxed tensors (``pillsnap.infer.ops.letterbox``) and their
+Both runtimes get the same letterboxed tensors (``pillsnap.contract.ops.letterbox``) and their
 outputs go through the same decoding (``ops.decode_yolo``). Two checks:
 - mAP@0.5 against the labels, at ultralytics' validation settings (conf 0.001, NMS IoU
   0.7), differs by at most ``max_map_delta``;
@@ -24,10 +24,10 @@ import onnxruntime as ort
 import torch
 import yaml
 
+from pillsnap.contract import ops
 from pillsnap.errors import DataError
 from pillsnap.export.detector import DetectorCheckpoint
 from pillsnap.export.map50 import map50
-from pillsnap.infer import ops
 
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300  # ultralytics' `val` defaults
 BATCH = 8

@@ -3,7 +3,7 @@
     ck = load_detector_checkpoint(Path("runs/exp01/det/best.pt"), home=out / ".ultralytics")
     export_detector(ck, Path("artifacts/export/detector/model.onnx"), opset=17)
 
-Input ``images`` float32 NCHW RGB in [0, 1] (letterboxed, ``pillsnap.infer.ops.letterbox``),
+Input ``images`` float32 NCHW RGB in [0, 1] (letterboxed, ``pillsnap.contract.ops.letterbox``),
 batch, height and width dynamic; output ``output0`` (batch, 4 + classes, anchors): box
 centre and size in input pixels, then the class scores (1 class: "pill"). NMS runs outside
 the graph (``ops.decode_yolo``), in the same code for every backend.

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from pillsnap.contract import ops
 from pillsnap.errors import DataError
 from pillsnap.export.cls_parity import val_crops
-from pillsnap.infer import ops
 
 logger = logging.getLogger(__name__)
 

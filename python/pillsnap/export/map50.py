@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pillsnap.infer.ops import box_iou
+from pillsnap.contract.ops import box_iou
 
 
 def match_pills(boxes: np.ndarray, scores: np.ndarray, truth_boxes: np.ndarray,

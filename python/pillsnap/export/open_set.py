@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from pillsnap.contract import ops
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import PillsnapError
 from pillsnap.export.metadata import write_metadata
-from pillsnap.infer import ops
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.logs import log_decision
 from pillsnap.train.calibrate import accepting_threshold

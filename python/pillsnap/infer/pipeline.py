@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pillsnap.contract import ops
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
-from pillsnap.infer import ops
 from pillsnap.infer.bundle import Bundle, load_bundle
 
 logger = logging.getLogger(__name__)

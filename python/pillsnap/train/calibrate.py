@@ -10,7 +10,7 @@ A fit can only sharpen (T < 1) what validation mistakes justify: on a split the 
 answer, including a drug the model never saw, into 1.00. With fewer than ``MIN_ERRORS``
 mistakes T stays 1 (or the fitted softening, T > 1), in one decision line.
 
-Open-set thresholds: for each score of ``pillsnap.infer.ops.known_score``, the value that
+Open-set thresholds: for each score of ``pillsnap.contract.ops.known_score``, the value that
 accepts ``tar`` of the known validation pills; serving flags a pill under it as unknown.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillsnap.infer.ops import known_scores
+from pillsnap.contract.ops import known_scores
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)

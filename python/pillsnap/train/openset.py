@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from pillsnap.contract.ops import IMAGENET_MEAN, IMAGENET_STD, known_scores
 from pillsnap.data.loader import PackLoader
-from pillsnap.infer.ops import IMAGENET_MEAN, IMAGENET_STD, known_scores
 from pillsnap.train.calibrate import accepting_threshold
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
     write_repository(Path("artifacts/export"), Path("triton_models"), cfg.triton, cfg.serve)
 
 Everything a python model needs is copied into its version folder (``model.py``, a copy of
-``pillsnap.infer.ops`` as ``pillsnap_ops.py``, ``pillsnap.json``, tables): the NGC container
+``pillsnap.contract.ops`` as ``pillsnap_ops.py``, ``pillsnap.json``, tables): the NGC container
 has no PillSnap installed. The settings come from the models' ONNX metadata through
 ``OnnxPipeline``, so Triton and the in-process pipeline cannot drift apart.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from pillsnap.config.schema import ServeConfig, TritonConfig
+from pillsnap.contract import ops
 from pillsnap.errors import ModelError
 from pillsnap.export.triton import configs
 from pillsnap.export.triton.configs import OnnxSettings, Step
 from pillsnap.export.triton.pbtxt import Tensor
-from pillsnap.infer import ops
 from pillsnap.infer.pipeline import OnnxPipeline
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Written as ``crop_classify/<version>/model.py`` (pipeline combo: every box) and
 ``crop_classify_single/<version>/model.py`` (single: the best box, else the whole photo) by
 ``python -m pillsnap.export --triton``; ``pillsnap.json`` says which, ``ops.select_pills``
-(the copy of pillsnap.infer.ops next to this file) decides what is classified, exactly as
+(the copy of pillsnap.contract.ops next to this file) decides what is classified, exactly as
 the in-process OnnxPipeline. Crops go to the ``classifier`` model in chunks of at most its
 max_batch_size; 0 crops make no call.
 Inputs: PHOTO uint8 [h, w, 3]; with a detector DETECTIONS float32 [1, 4 + classes, anchors]

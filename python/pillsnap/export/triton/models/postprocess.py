@@ -2,7 +2,7 @@
 metadata, as one UTF-8 JSON string (the ensembles' RESULT).
 
 Written as ``postprocess/<version>/model.py`` by ``python -m pillsnap.export --triton``,
-next to ``pillsnap_ops.py`` (a copy of pillsnap.infer.ops), ``classes.json``, ``drugs.json``
+next to ``pillsnap_ops.py`` (a copy of pillsnap.contract.ops), ``classes.json``, ``drugs.json``
 and ``pillsnap.json`` (the calibration temperature and open-set threshold). RESULT is
 ``{"pills": [...], "reason": str|null, "recommend_combo": bool, "image": {...}}`` with pills
 exactly as OnnxPipeline.predict returns them (``ops.answer``).

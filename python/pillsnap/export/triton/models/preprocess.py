@@ -1,7 +1,7 @@
 """Triton python model ``preprocess``: encoded image bytes -> the photo, the detector input.
 
 Written into the repository as ``preprocess/<version>/model.py`` by ``python -m
-pillsnap.export --triton``, next to ``pillsnap_ops.py`` (a copy of pillsnap.infer.ops) and
+pillsnap.export --triton``, next to ``pillsnap_ops.py`` (a copy of pillsnap.contract.ops) and
 ``pillsnap.json`` (its settings). Inputs: IMAGE uint8 [-1]. Outputs: PHOTO uint8 [h, w, 3];
 with a detector also DET_IMAGES float32 [1, 3, s, s] (letterboxed) and PLACEMENT float64 [6].
 Bad uploads are errors whose message starts with ``unsupported:``, ``corrupt:`` or

@@ -1,6 +1,6 @@
 """Pre- and post-processing of both pipelines: one source for every place that serves a model.
 
-    from pillsnap.infer import ops
+    from pillsnap.contract import ops
     image = ops.decode_image(open("photo.jpg", "rb").read())
     tensor, box = ops.letterbox(image, 640)                      # detector input + geometry
     boxes, scores = ops.decode_yolo(output0[0], conf=0.25, iou=0.45, max_det=32)
@@ -14,7 +14,7 @@
 The embedded backend (``pillsnap.infer.pipeline``) imports this module; ``python -m
 pillsnap.export --triton`` copies this very file into the Triton python models, because the
 NGC container has no PillSnap installed. So: numpy and Pillow only, and no ``pillsnap``
-import here (the file must work on its own). Test: ``python -m pytest tests/infer``.
+import here (the file must work on its own). Test: ``python -m pytest tests/contract``.
 
 What training saw, and therefore what the classifier gets here:
 - a pill region is the detector's (or labelled) box grown by ``margin`` on each side and

@@ -1,6 +1,6 @@
 """The shared pre/post-processing ops: geometry, decoding, calibration, training match.
 
-    PYTHONPATH=python python -m pytest tests/infer/test_ops.py -q
+    PYTHONPATH=python python -m pytest tests/contract/test_ops.py -q
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pillsnap.infer import ops
+from pillsnap.contract import ops
 
 
 def _png(array: np.ndarray) -> bytes:

@@ -1,0 +1,95 @@
+"""The package's floors: every import points down, so no circle can form.
+
+    python -m pytest tests/test_layers.py -q
+
+A module may import its own sub-package and any package on a lower floor, never one on its
+own floor or above. ``contract`` sits on the ground floor because the pack writer, the
+trainer, export and both serving backends must crop and answer the same way; the Triton
+python models get a copy of ``contract/ops.py`` and import no ``pillsnap`` at all.
+Function-level imports count too: a lazy import is still an arrow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "python" / "pillsnap"
+
+# Lowest first. ``__init__`` is the package's own ``__init__.py`` (``__version__``).
+FLOORS: tuple[frozenset[str], ...] = (
+    frozenset({"__init__", "errors", "logs", "contract"}),
+    frozenset({"_native"}),  # the Rust extension: raises pillsnap.errors' exceptions
+    frozenset({"native"}),  # its one importer
+    frozenset({"config"}),
+    frozenset({"data"}),
+    frozenset({"train", "infer"}),
+    frozenset({"serve", "export"}),
+    frozenset({"eval"}),
+    frozenset({"bench", "demo", "ops", "__main__"}),
+)
+FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
+TRITON_MODELS = PACKAGE / "export" / "triton" / "models"
+
+
+def _unit(path: Path) -> str:
+    """The top-level unit a file belongs to: its sub-package, or its module's name."""
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _imported_units(tree: ast.AST) -> set[str]:
+    units: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module == "pillsnap":  # from pillsnap import x: x is a unit or __init__'s
+                names = [f"pillsnap.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "pillsnap" and len(parts) > 1:
+                unit = parts[1]
+                units.add(unit if unit in FLOOR else "__init__")
+    return units
+
+
+def _arrows() -> list[tuple[str, str, str]]:
+    """(file, its unit, imported unit) for every import between two different units."""
+    arrows = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for unit in _imported_units(ast.parse(path.read_text(encoding="utf-8"))):
+            if unit != _unit(path):
+                arrows.append((str(path.relative_to(PACKAGE)), _unit(path), unit))
+    return arrows
+
+
+def test_every_unit_has_a_floor() -> None:
+    units = {_unit(p) for p in PACKAGE.rglob("*.py")} | {_unit(p) for p in PACKAGE.glob("*.so")}
+    units = {u.split(".")[0] for u in units}
+    assert units - FLOOR.keys() == set(), "give the new package a floor in FLOORS"
+
+
+def test_imports_point_down() -> None:
+    wrong = [f"{file}: {src} (floor {FLOOR[src]}) imports {dst} (floor {FLOOR[dst]})"
+             for file, src, dst in _arrows() if FLOOR[dst] >= FLOOR[src]]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("path", sorted(TRITON_MODELS.glob("*.py")), ids=lambda p: p.name)
+def test_triton_models_import_no_pillsnap(path: Path) -> None:
+    assert _imported_units(ast.parse(path.read_text(encoding="utf-8"))) == set()
+
+
+def test_contract_ops_stands_alone() -> None:
+    tree = ast.parse((PACKAGE / "contract" / "ops.py").read_text(encoding="utf-8"))
+    assert _imported_units(tree) == set()
+
+
+def test_the_check_sees_an_upward_import() -> None:
+    tree = ast.parse("def f():\n    from pillsnap.serve import app\nimport pillsnap.data.pack\n")
+    assert _imported_units(tree) == {"serve", "data"}
