@@ -41,7 +41,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -388,7 +388,90 @@ class OpenSet:
         return cls(str(value["score"]), float(value["threshold"]))
 
 
-def drug_info(k_code: str, drugs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- the answer's shape
+# Written once, here: the embedded pipeline, Triton's postprocess model (a copy of this file)
+# and the API all build these; serve/schemas.py documents them for OpenAPI and its test
+# checks that both name the same fields. TypedDicts, because the answer crosses Triton as
+# JSON and this file may import nothing but numpy and Pillow.
+
+
+class Names(TypedDict):
+    ko: str | None
+    en: str | None
+
+
+class Imprints(TypedDict):
+    front: str | None
+    back: str | None
+
+
+class DrugInfo(TypedDict):
+    """One K-code's drug-table entry as the API shows it (``None`` where unknown)."""
+
+    k_code: str
+    edi_code: str | None
+    edi_codes: list[str]
+    name: Names
+    company: Names
+    shape: str | None
+    colors: list[str]
+    imprints: Imprints
+    form: str | None
+
+
+class Candidate(DrugInfo):
+    confidence: float  # calibrated probability, 6 decimals
+
+
+class _Detected(TypedDict, total=False):
+    """Only for a detector's box: xyxy photo pixels (0.1 px) and the detector's score."""
+
+    bbox: list[float]
+    det_confidence: float
+
+
+class Pill(_Detected):
+    """One classified region; ``unknown``: unlike every known drug (then ``candidates`` are
+    the nearest known ones); ``open_set_score``: ``None`` without an open-set threshold."""
+
+    top1: Candidate
+    candidates: list[Candidate]
+    unknown: bool
+    open_set_score: float | None
+
+
+class ImageSize(TypedDict):
+    width: int
+    height: int
+
+
+class Answer(TypedDict):
+    """What both servers compute identically (Triton's ``RESULT``)."""
+
+    pills: list[Pill]
+    reason: str | None
+    recommend_combo: bool
+    image: ImageSize
+
+
+class Prediction(Answer):
+    """An answer as a backend returns it: which pipeline and model, and its stage timings."""
+
+    pipeline: str
+    model_version: str
+    timing_ms: dict[str, float]
+
+
+def prediction(answer: Answer, *, pipeline: str, model_version: str | None,
+               timing_ms: Mapping[str, float]) -> Prediction:
+    """``answer`` labelled with its pipeline, model version and stage timings."""
+    return {"pills": list(answer["pills"]), "reason": answer["reason"],
+            "recommend_combo": bool(answer["recommend_combo"]), "image": answer["image"],
+            "pipeline": pipeline, "model_version": model_version or "unknown",
+            "timing_ms": dict(timing_ms)}
+
+
+def drug_info(k_code: str, drugs: Mapping[str, Mapping[str, Any]]) -> DrugInfo:
     """The API's view of one K-code's drug-table entry (``None`` where a field is unknown)."""
     entry = drugs.get(k_code, {})
     colours = [entry[c] for c in ("color1", "color2") if entry.get(c)]
@@ -406,18 +489,18 @@ def drug_info(k_code: str, drugs: Mapping[str, Mapping[str, Any]]) -> dict[str, 
 
 
 def candidates(indices: np.ndarray, probs: np.ndarray, k_codes: Sequence[str],
-               drugs: Mapping[str, Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+               drugs: Mapping[str, Mapping[str, Any]]) -> list[list[Candidate]]:
     """Per image, its top-k candidates: drug metadata plus ``confidence``."""
     out = []
     for row_i, row_p in zip(np.atleast_2d(indices), np.atleast_2d(probs), strict=True):
-        out.append([{**drug_info(k_codes[int(i)], drugs), "confidence": round(float(p), 6)}
+        out.append([Candidate(**drug_info(k_codes[int(i)], drugs), confidence=round(float(p), 6))
                     for i, p in zip(row_i, row_p, strict=True)])
     return out
 
 
 def identify(logits: np.ndarray, *, k: int, temperature: float, k_codes: Sequence[str],
              drugs: Mapping[str, Mapping[str, Any]], open_set: OpenSet | None,
-             graph: np.ndarray | None = None) -> list[dict[str, Any]]:
+             graph: np.ndarray | None = None) -> list[Pill]:
     """Per classified region: ``top1``, ``candidates`` and the open-set verdict (``unknown``,
     ``open_set_score``; ``False``/``None`` for a model exported without an open-set
     threshold). ``graph``: the classifier's ``known_score`` output, when it has one. An
@@ -428,11 +511,11 @@ def identify(logits: np.ndarray, *, k: int, temperature: float, k_codes: Sequenc
     found = candidates(*top_k(logits, k, temperature), k_codes, drugs)
     scores = (known_score(logits, open_set.score, temperature, graph)
               if open_set is not None else [None] * len(found))
-    pills = []
+    pills: list[Pill] = []
     for cands, score in zip(found, scores, strict=True):
         unknown = open_set is not None and bool(score < open_set.threshold)
-        pills.append({"top1": cands[0], "candidates": cands, "unknown": unknown,
-                      "open_set_score": None if score is None else round(float(score), 4)})
+        pills.append(Pill(top1=cands[0], candidates=cands, unknown=unknown,
+                          open_set_score=None if score is None else round(float(score), 4)))
     return pills
 
 
@@ -479,25 +562,24 @@ def select_pills(pipeline: str, boxes: np.ndarray | None, scores: np.ndarray | N
                      len(boxes) >= 2, None)
 
 
-def pill_entries(found: Sequence[dict[str, Any]], boxes: np.ndarray | None,
-                 scores: np.ndarray | None) -> list[dict[str, Any]]:
+def pill_entries(found: Sequence[Pill], boxes: np.ndarray | None,
+                 scores: np.ndarray | None) -> list[Pill]:
     """``identify``'s pills with, for detector boxes, ``bbox`` (xyxy photo pixels, 0.1 px)
     and ``det_confidence``."""
     pills = []
     for i, found_pill in enumerate(found):
-        pill: dict[str, Any] = dict(found_pill)
+        pill = Pill(**found_pill)
         if boxes is not None and scores is not None:
             x0, y0, x1, y1 = (round(float(v), 1) for v in boxes[i])
-            pill = {"bbox": [x0, y0, x1, y1], "det_confidence": round(float(scores[i]), 6),
-                    **pill}
+            pill = Pill(bbox=[x0, y0, x1, y1], det_confidence=round(float(scores[i]), 6),
+                        **found_pill)
         pills.append(pill)
     return pills
 
 
-def answer(found: Sequence[dict[str, Any]], selection: Selection, width: int,
-           height: int) -> dict[str, Any]:
+def answer(found: Sequence[Pill], selection: Selection, width: int, height: int) -> Answer:
     """The part of a prediction both servers return identically (Triton's ``RESULT``)."""
     pills = pill_entries(found, selection.boxes, selection.scores)
     reason = selection.reason if pills or selection.reason else NO_PILL
-    return {"pills": pills, "reason": reason, "recommend_combo": selection.recommend_combo,
-            "image": {"width": width, "height": height}}
+    return Answer(pills=pills, reason=reason, recommend_combo=selection.recommend_combo,
+                  image=ImageSize(width=width, height=height))

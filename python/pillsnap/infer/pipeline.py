@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class OnnxPipeline:
                               max_det=int(info["max_detections"]))
 
     def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5,
-                with_logits: bool = False) -> dict[str, Any]:
+                with_logits: bool = False) -> ops.Prediction:
         """One photo through ``pipeline``; a JSON-ready answer with per-stage timings.
 
         ``with_logits`` adds ``logits`` and ``known_score`` (numpy, one row per pill; None
@@ -139,10 +139,10 @@ class OnnxPipeline:
                              open_set=self.open_set, graph=known)
         result = ops.answer(found, selection, width, height)
         clock.lap("postprocess")
-        answer = {"pipeline": pipeline, "model_version": self.bundle.model_version, **result,
-                  "timing_ms": clock.laps}
-        if with_logits:
-            answer["logits"], answer["known_score"] = logits, known
+        answer = ops.prediction(result, pipeline=pipeline,
+                                model_version=self.bundle.model_version, timing_ms=clock.laps)
+        if with_logits:  # extra keys for eval only; the API never asks for them
+            return cast(ops.Prediction, {**answer, "logits": logits, "known_score": known})
         return answer
 
 

@@ -1,6 +1,6 @@
 """What the routers need from an inference backend, whichever runs the models.
 
-An answer is the pipeline's JSON (``OnnxPipeline.predict``'s shape): ``pipeline``,
+An answer is a ``pillsnap.contract.ops.Prediction`` (built by ``ops.prediction``): ``pipeline``,
 ``model_version``, ``image``, ``pills``, ``reason``, ``recommend_combo`` and ``timing_ms``
 (the backend's own stages). Bad images raise ``pillsnap.errors`` types; a backend that
 cannot answer raises ``BackendUnavailable`` / ``BackendTimeout``.
@@ -9,7 +9,9 @@ cannot answer raises ``BackendUnavailable`` / ``BackendTimeout``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from pillsnap.contract import ops
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,4 @@ class Backend(Protocol):
     async def model_version(self) -> str | None: ...
 
     async def predict(self, data: bytes, *, pipeline: str, top_k: int,
-                      request_id: str | None = None) -> dict[str, Any]: ...
-
-
-def normalise(answer: dict[str, Any], pipeline: str, model_version: str | None) -> dict[str, Any]:
-    """The fields every backend returns, with defaults for ones an older model lacks."""
-    return {
-        "pipeline": answer.get("pipeline", pipeline),
-        "model_version": answer.get("model_version") or model_version or "unknown",
-        "image": answer.get("image"),
-        "pills": list(answer.get("pills", [])),
-        "reason": answer.get("reason"),
-        "recommend_combo": bool(answer.get("recommend_combo", False)),
-        "timing_ms": dict(answer.get("timing_ms", {})),
-    }
+                      request_id: str | None = None) -> ops.Prediction: ...

@@ -19,14 +19,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from pillsnap.contract import ops
 from pillsnap.errors import ModelError, PillsnapError
 from pillsnap.infer.pipeline import OnnxPipeline
-from pillsnap.serve.backends.base import Readiness, normalise
+from pillsnap.serve.backends.base import Readiness
 from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class EmbeddedBackend:
         return self._pipe.bundle.model_version if self._pipe is not None else None
 
     async def predict(self, data: bytes, *, pipeline: str, top_k: int,
-                      request_id: str | None = None) -> dict[str, Any]:
+                      request_id: str | None = None) -> ops.Prediction:
         await self._follow_release()
         pipe, limiter = self._pipe, self._limiter
         if pipe is None or limiter is None:
@@ -117,4 +117,4 @@ class EmbeddedBackend:
         except TimeoutError:
             raise BackendTimeout(f"the model did not answer within {self.timeout_s:g} s; "
                                  "the server is overloaded, try again shortly") from None
-        return normalise(answer, pipeline, pipe.bundle.model_version)
+        return answer

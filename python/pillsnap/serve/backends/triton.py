@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import numpy as np
 
+from pillsnap.contract import ops
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.triton_contract import (
     ENSEMBLE_OF,
@@ -34,7 +35,7 @@ from pillsnap.infer.triton_contract import (
     VERSION_PARAMETER,
     error_kind,
 )
-from pillsnap.serve.backends.base import Readiness, normalise
+from pillsnap.serve.backends.base import Readiness
 from pillsnap.serve.errors import BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class TritonBackend:
         return await self._version(ENSEMBLE_OF["single"])
 
     async def predict(self, data: bytes, *, pipeline: str, top_k: int,
-                      request_id: str | None = None) -> dict[str, Any]:
+                      request_id: str | None = None) -> ops.Prediction:
         from tritonclient.http import InferInput, InferRequestedOutput
 
         model = ENSEMBLE_OF[pipeline]
@@ -102,10 +103,9 @@ class TritonBackend:
         raw = result.as_numpy(OUTPUT_RESULT)
         if raw is None or raw.size != 1:
             raise ModelError(f"{model} returned no RESULT; is triton_models/ out of date?")
-        answer = json.loads(raw.reshape(-1)[0])
-        answer.setdefault("pipeline", pipeline)
-        answer["timing_ms"] = {**answer.get("timing_ms", {}), "triton": elapsed}
-        return normalise(answer, pipeline, await self._version(model))
+        answer: ops.Answer = json.loads(raw.reshape(-1)[0])
+        return ops.prediction(answer, pipeline=pipeline, model_version=await self._version(model),
+                              timing_ms={"triton": elapsed})
 
     async def _version(self, model: str) -> str | None:
         if model not in self._versions:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from pillsnap.contract import ops
 from pillsnap.errors import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from pillsnap.serve.backends.base import Backend
 from pillsnap.serve.deps import ApiKey, BackendDep, MetricsDep, RequestIdDep, SettingsDep
@@ -37,8 +38,9 @@ async def predict(request: Request, *, settings: SettingsDep, backend: BackendDe
     chosen = _pipeline(pipeline, settings, backend)
     uploads, read_ms = await read_uploads(request, "image", max_files=1,
                                           max_bytes=settings.max_upload_bytes)
-    answer = await _run(backend, uploads[0].data, chosen, top_k or settings.top_k, request_id)
-    result = _shaped(answer, settings, read_ms, start)
+    answer, backend_ms = await _run(backend, uploads[0].data, chosen,
+                                    top_k or settings.top_k, request_id)
+    result = _shaped(answer, backend_ms, settings, read_ms, start)
     metrics.observe_timing(chosen, result["timing_ms"])
     return {"request_id": request_id, **result}
 
@@ -63,8 +65,8 @@ async def batch(request: Request, *, settings: SettingsDep, backend: BackendDep,
         item: dict[str, Any] = {"index": index, "filename": upload.filename}
         item_start = time.perf_counter()
         try:
-            answer = await _run(backend, upload.data, chosen, top_k or settings.top_k,
-                                request_id)
+            answer, backend_ms = await _run(backend, upload.data, chosen,
+                                            top_k or settings.top_k, request_id)
         except _INPUT_ERRORS as exc:
             error = api_error(exc)
             assert error is not None
@@ -72,7 +74,7 @@ async def batch(request: Request, *, settings: SettingsDep, backend: BackendDep,
             item.update(status=error.status_code,
                         error={"kind": error.kind, "detail": str(error.detail)})
         else:
-            prediction = _shaped(answer, settings, 0.0, item_start)
+            prediction = _shaped(answer, backend_ms, settings, 0.0, item_start)
             metrics.observe_timing(chosen, prediction["timing_ms"])
             item.update(status=200, prediction=prediction)
         items.append(item)
@@ -91,14 +93,14 @@ def _pipeline(asked: str | None, settings: Settings, backend: Backend) -> str:
 
 
 async def _run(backend: Backend, data: bytes, pipeline: str, top_k: int,
-               request_id: str) -> dict[str, Any]:
+               request_id: str) -> tuple[ops.Prediction, float]:
+    """The backend's answer and how long it took, in milliseconds."""
     started = time.perf_counter()
     answer = await backend.predict(data, pipeline=pipeline, top_k=top_k, request_id=request_id)
-    answer["backend_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    return answer
+    return answer, round((time.perf_counter() - started) * 1000, 3)
 
 
-def _shaped(answer: dict[str, Any], settings: Settings, read_ms: float,
+def _shaped(answer: ops.Prediction, backend_ms: float, settings: Settings, read_ms: float,
             start: float) -> dict[str, Any]:
     """The backend's answer with the low-confidence flags and the proxy's own timings."""
     pills = []
@@ -106,7 +108,7 @@ def _shaped(answer: dict[str, Any], settings: Settings, read_ms: float,
         confidence = float(pill["top1"].get("confidence", 0.0))
         pills.append({**pill, "low_confidence": confidence < settings.low_confidence})
     stages = {k: v for k, v in answer["timing_ms"].items() if k != "total"}
-    timing = {"read": read_ms, **stages, "backend": answer["backend_ms"],
+    timing = {"read": read_ms, **stages, "backend": backend_ms,
               "total": round((time.perf_counter() - start) * 1000, 3)}
     return {"pipeline": answer["pipeline"], "model_version": answer["model_version"],
             "image": answer["image"], "pills": pills, "reason": answer["reason"],
