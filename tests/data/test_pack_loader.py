@@ -260,13 +260,13 @@ def test_hotset_policy_is_applied_and_logged(photo_pack: Path,
 def test_loader_from_config_autotunes_and_applies_the_cache_policy(
         photo_pack: Path, caplog: pytest.LogCaptureFixture) -> None:
     from pillsnap.config import load_config
-    from pillsnap.data.autotune import loader_from_config
+    from pillsnap.data.loader_factory import loader_from_config
 
     caplog.set_level("INFO")
     cfg = load_config(None, ["dataloader.autotune_candidates=[1, 2]",
                              "dataloader.autotune_batches=2", "models.classifier.image_size=48",
                              "train.batch_size=4"], environ={})
-    ld = loader_from_config(cfg, photo_pack, train=True)
+    ld = loader_from_config(cfg, photo_pack, train=True, batch_size=cfg.train.batch_size)
     assert ld.threads in (1, 2) and ld.image_size == 48 and ld.batch_size == 4
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("decision: dataloader.threads=") for line in lines)

@@ -16,9 +16,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.data.autotune import config_loader, loader_from_config
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
+from pillsnap.data.loader_factory import config_loader, loader_from_config
 from pillsnap.data.prefetch import DevicePrefetcher
 from pillsnap.logs import log_decision
 from pillsnap.train.advisor import Advisor
