@@ -53,6 +53,9 @@ def test_two_gloo_ranks_train_disjoint_shards_and_only_rank0_saves(tiny_args: li
     assert "decision: distributed=gloo (2 processes (CPU, no CUDA))" in log
     assert log.count("eval epoch 0:") == 1
     assert log.count("decision: train.augment=none") == 1
+    # two processes of 4 double the global batch: the lr follows by the sqrt rule
+    assert log.count("decision: train.lr=0.001414 (sqrt rule: global batch 8 (4 x 1 "
+                     "accumulated x 2 processes); train.lr=0.001 is for 4)") == 1
 
 
 def log_has_open_set(run: Path) -> bool:

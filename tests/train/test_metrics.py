@@ -10,7 +10,7 @@ import torch
 from pillsnap.config.schema import TrainConfig
 from pillsnap.train.autobatch import search_batch
 from pillsnap.train.metrics import summarise
-from pillsnap.train.optim import Schedule
+from pillsnap.train.optim import Schedule, scaled_lr
 
 
 def test_summary_top1_top5_macro_f1_and_confusions() -> None:
@@ -38,6 +38,16 @@ def test_schedule_warms_up_peaks_and_decays(kind: str) -> None:
     peak = lrs.index(max(lrs))
     assert all(a <= b for a, b in pairwise(lrs[:peak + 1]))
     assert all(a >= b for a, b in pairwise(lrs[peak:]))
+
+
+@pytest.mark.parametrize(("rule", "global_batch", "lr"), [
+    ("sqrt", 512, 2e-3), ("sqrt", 32, 5e-4), ("linear", 512, 4e-3), ("none", 512, 1e-3),
+    ("linear", 128, 1e-3),  # 64 x 2 accumulated: the configured batch, the configured lr
+])
+def test_lr_follows_the_global_batch_by_the_configured_rule(rule: str, global_batch: int,
+                                                            lr: float) -> None:
+    train = TrainConfig(lr=1e-3, batch_size=64, grad_accum=2, lr_scaling=rule)
+    assert scaled_lr(train, global_batch) == pytest.approx(lr)
 
 
 def test_batch_search_finds_the_largest_fitting_batch() -> None:

@@ -57,6 +57,9 @@ def test_injected_ooms_walk_the_state_machine_and_training_finishes(
     assert steps == [("empty_cache", "1", "16", "1"), ("force_fp16", "2", "16", "1"),
                      ("grad_accum", "3", "8", "2"), ("halve_batch", "4", "4", "2")]
     assert "fallback: oom.force_fp16=fp32 (CPU" in log  # what force_fp16 means without CUDA
+    # grad_accum keeps the global batch (8 x 2), halve_batch does not: the lr follows once
+    assert re.findall(r"decision: train\.lr=(\S+) \(sqrt rule: global batch (\d+)", log) == [
+        ("0.0007071", "8")]
     state = load_checkpoint(run / "last.pt")
     assert state["settings"] == {"batch_size": 4, "grad_accum": 2, "fp16": True}
     assert state["step"] == 4  # 32 crops in batches of 4, two batches per optimiser step

@@ -134,6 +134,7 @@ def measure_mode(plan: Plan, manifest: Path, pack: Path, mode: str,
     s = build_session(cfg, Dist(), device, Path(cfg.run.out_dir) / cfg.run.name,
                       classes=classes, packs={"train": pack, "val": pack},
                       batch_size=plan.batch)
+    s.open_train_loader()
     started = time.perf_counter()
     _timed_epoch(s, 0, _resident_batches(s, 3))  # compiles (when asked) and warms cuDNN
     warmup_s = time.perf_counter() - started

@@ -154,7 +154,10 @@ class TrainConfig(Section):
     batch_size: int = Field(64, ge=1)
     grad_accum: int = Field(1, ge=1)
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0)  # for batch_size x grad_accum on one process
+    # How lr follows the global batch when auto batch, DDP or an OOM halving changes it:
+    # sqrt (the rule for Adam-type optimisers), linear (SGD) or none.
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     weight_decay: float = Field(0.05, ge=0.0)
     scheduler: Literal["cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0.0)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
         restore(s, state, resume)
     else:
         _tune_batch(s)
+    s.open_train_loader()
     try:
         metrics = fit(s)
         if d.main:
@@ -130,10 +132,7 @@ def _tune_batch(s: Session) -> None:
     tuned = tune_batch(probe_step(s), s.device, s.cfg.train.auto_batch, s.settings.batch_size)
     s.model.load_state_dict(saved)
     if tuned != s.settings.batch_size:
-        from dataclasses import replace
-
-        s.settings = replace(s.settings, batch_size=tuned)
-        s.rebuild_train_loader()
+        s.use_settings(replace(s.settings, batch_size=tuned))
 
 
 def fit(s: Session) -> dict[str, Any]:
@@ -212,9 +211,7 @@ def apply_oom_step(s: Session) -> str:
         else:
             log_decision(logger, "oom.force_fp16", "fp32", "CPU: fp16 autocast does not save "
                          "memory here", fallback=True)
-    s.settings = after
-    if after.batch_size != before.batch_size:
-        s.rebuild_train_loader()
+    s.use_settings(after)
     return step
 
 
@@ -304,7 +301,5 @@ def restore(s: Session, state: dict[str, Any], path: Path | None) -> None:
     s.open_set = state.get("open_set")
     grad_accum = int(state["settings"]["grad_accum"])
     if grad_accum != s.settings.grad_accum:
-        from dataclasses import replace
-
-        s.settings = replace(s.settings, grad_accum=grad_accum)
+        s.use_settings(replace(s.settings, grad_accum=grad_accum))
     log_decision(logger, "resume", path, f"continuing at epoch {s.epoch}, step {s.step}")

@@ -45,6 +45,19 @@ def make_optimizer(model: torch.nn.Module, train: TrainConfig,
     return torch.optim.AdamW(groups, lr=train.lr, foreach=True)
 
 
+def scaled_lr(train: TrainConfig, global_batch: int) -> float:
+    """``train.lr`` for a global batch of ``global_batch`` images per optimiser step.
+
+    ``train.lr`` is tuned for the configured batch, ``batch_size x grad_accum`` on one
+    process; a different batch keeps the update's noise scale under ``train.lr_scaling``:
+    sqrt for Adam-type optimisers (Malladi et al., 2022), linear for SGD (Goyal et al., 2017).
+    """
+    ratio = global_batch / (train.batch_size * train.grad_accum)
+    if train.lr_scaling == "none" or ratio == 1.0:
+        return train.lr
+    return train.lr * (ratio if train.lr_scaling == "linear" else math.sqrt(ratio))
+
+
 class Schedule:
     """Warmup then cosine to ``final`` x lr, or one-cycle; ``set(progress)`` writes the lr."""
 

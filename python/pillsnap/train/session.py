@@ -1,7 +1,10 @@
 """Everything one classifier run holds, built from the config (model, optimiser, loaders...).
 
 ``build_session`` is the set-up half of ``python -m pillsnap.train``; the loop lives in
-``classifier.py``.
+``classifier.py``. The batch size has one owner, ``Session.settings``: it starts at
+``train.batch_size`` (or a resumed run's), and only ``use_settings`` changes it. The train
+loader opens once the batch is settled (``open_train_loader``), so its threads are tuned
+at the size that trains.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pillsnap.train.distributed import Dist
 from pillsnap.train.ema import WarmupEma, make_ema
 from pillsnap.train.model import create_classifier, set_grad_checkpointing
 from pillsnap.train.oom import OomPolicy, Settings
-from pillsnap.train.optim import Schedule, make_optimizer
+from pillsnap.train.optim import Schedule, make_optimizer, scaled_lr
 from pillsnap.train.runtime import (
     CompiledForward,
     Precision,
@@ -94,11 +97,35 @@ class Session:
             self._val_loader = self.val_loader()
         return self.feed(self._val_loader)
 
-    def rebuild_train_loader(self) -> None:
-        """A loader for ``settings.batch_size`` (after an OOM step changed it)."""
-        self.train_loader = config_loader(self.cfg, self.packs["train"], split="train",
-                                          threads=self.threads,
-                                          batch_size=self.settings.batch_size)
+    def use_settings(self, settings: Settings) -> None:
+        """The one way the batch size or accumulation changes (auto batch, resume, an OOM
+        remedy): the learning rate follows the global batch and an open train loader is
+        rebuilt at the new size (the val loader follows on its next use)."""
+        before, self.settings = self.settings, settings
+        self.follow_global_batch()
+        if self.train_loader is not None and settings.batch_size != before.batch_size:
+            self.train_loader = config_loader(self.cfg, self.packs["train"], split="train",
+                                              threads=self.threads,
+                                              batch_size=settings.batch_size)
+
+    def follow_global_batch(self) -> None:
+        """Set the schedule's peak lr for this run's global batch (``train.lr_scaling``)."""
+        t, s = self.cfg.train, self.settings
+        global_batch = s.batch_size * s.grad_accum * self.dist.world
+        lr = scaled_lr(t, global_batch)
+        if lr != self.schedule.base_lr:
+            log_decision(logger, "train.lr", f"{lr:.4g}", f"{t.lr_scaling} rule: global batch "
+                         f"{global_batch} ({s.batch_size} x {s.grad_accum} accumulated x "
+                         f"{self.dist.world} processes); train.lr={t.lr:g} is for "
+                         f"{t.batch_size * t.grad_accum}")
+            self.schedule.base_lr = lr
+
+    def open_train_loader(self) -> None:
+        """The train loader at the settled batch size; its threads are measured (or fixed by
+        the config) at that size, so call it after the batch is decided."""
+        self.train_loader = loader_from_config(self.cfg, self.packs["train"], train=True,
+                                               batch_size=self.settings.batch_size)
+        self.threads = self.train_loader.threads
 
     def val_loader(self) -> PackLoader:
         return config_loader(self.cfg, self.packs["val"], split="val", threads=self.threads,
@@ -141,9 +168,7 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
         oom=OomPolicy(t.oom),
         log=MetricLog(run_dir, cfg.logging.tensorboard, enabled=d.main),
         advisor=Advisor(run_dir))
-    session.train_loader = loader_from_config(cfg, packs["train"], train=True,
-                                              batch_size=batch_size)
-    session.threads = session.train_loader.threads
+    session.follow_global_batch()
     if t.augment == "none":
         log_decision(logger, "train.augment", "none", "centre crops, shuffled, no flip")
     return session
