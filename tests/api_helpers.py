@@ -22,7 +22,7 @@ def api_settings(model_path: Path | None, **values: object) -> object:
                                "max_upload_bytes": 256 * 1024, "max_pixels": 2_000_000,
                                "max_batch_images": 3, "request_timeout_s": 20.0}
     base.update(values)
-    return Settings(_env_file=None, **base)
+    return Settings(**base)
 
 
 @dataclass

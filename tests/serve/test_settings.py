@@ -38,7 +38,7 @@ def test_precedence_cli_over_yaml_over_env_over_dotenv(in_tmp: Path,
 
 def test_bad_settings_are_refused(in_tmp: Path) -> None:
     with pytest.raises(ValidationError, match="shorter than 16"):
-        Settings(_env_file=None, api_keys=["short"])
+        Settings(api_keys=["short"])
     (in_tmp / "config.yaml").write_text("serve:\n  max_batch_image: 3\n")
     with pytest.raises(ConfigError, match="max_batch_images"):
         load_settings(Path("config.yaml"), env_file=None)
@@ -47,9 +47,9 @@ def test_bad_settings_are_refused(in_tmp: Path) -> None:
 def test_no_key_refuses_to_start_unless_insecure_dev(in_tmp: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(ConfigError, match="no API key"):
-        create_app(Settings(_env_file=None, backend="triton", triton_url="127.0.0.1:1"))
+        create_app(Settings(backend="triton", triton_url="127.0.0.1:1"))
     with caplog.at_level(logging.WARNING):
-        create_app(Settings(_env_file=None, backend="triton", triton_url="127.0.0.1:1",
+        create_app(Settings(backend="triton", triton_url="127.0.0.1:1",
                             insecure_dev=True))
     assert "INSECURE DEVELOPMENT MODE" in caplog.text
 

@@ -1,8 +1,13 @@
-"""Build the resolved config from its layers: defaults < .env < config.yaml < CLI.
+"""Build the resolved config from its layers, the one place that reads and orders them.
 
-``.env`` (and the process environment, which wins over the file) only fills the serving
-settings that config.yaml leaves empty: API_KEY, LOG_LEVEL, CORS_ALLOW_ORIGINS,
-MODEL_PATH, TRITON_URL. CLI overrides are dotted keys: ``train.lr=1e-4``.
+    cfg = load_config("config.yaml", ["train.lr=1e-4"], env_file=".env")
+
+From lowest to highest: defaults < ``.env`` < process environment < config.yaml < CLI
+(dotted keys: ``train.lr=1e-4``). The two environment layers hold only the serving
+settings the README's API section names (API_KEY, LOG_LEVEL, CORS_ALLOW_ORIGINS,
+MODEL_PATH, TRITON_URL) and fill them only where config.yaml leaves them empty (null), so
+secrets can stay out of config files. Training, export and the server
+(``pillsnap.serve.settings``) all resolve their settings here.
 """
 
 from __future__ import annotations

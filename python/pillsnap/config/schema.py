@@ -7,7 +7,7 @@ never by building these classes by hand from user input.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,11 @@ class LoggingConfig(Section):
     file: bool = True
     tensorboard: bool = True
     log_every_steps: int = Field(50, ge=1)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:  # LOG_LEVEL=debug in a .env is meant as DEBUG
+        return value.upper() if isinstance(value, str) else value
 
 
 class PipelineConfig(Section):

@@ -1,52 +1,43 @@
-"""The server's settings: config.yaml's ``serve`` section over the environment and ``.env``.
+"""The server's settings: the resolved config's ``serve`` section, frozen for the app's life.
 
     settings = load_settings(Path("config.yaml"), ["serve.port=9000"], env_file=Path(".env"))
 
-Precedence, as everywhere in PillSnap: CLI overrides > config.yaml > process environment >
-``.env`` > defaults. The YAML and CLI layers are resolved by ``pillsnap.config`` (validated,
-unknown keys rejected); pydantic-settings reads the environment names the README's API section lists
-(API_KEY, CORS_ALLOW_ORIGINS, MODEL_PATH, TRITON_URL, LOG_LEVEL) for what those leave unset.
+The layers and their order are ``pillsnap.config.load_config``'s, the one place that reads
+them: CLI overrides > config.yaml > process environment > ``.env`` > defaults, where the
+environment names the README's API section lists (API_KEY, CORS_ALLOW_ORIGINS, MODEL_PATH,
+TRITON_URL, LOG_LEVEL) fill what config.yaml leaves empty. The server's own flags
+(``--port``, ``--insecure-dev``...) win over all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pillsnap.config.loader import load_config
 from pillsnap.config.schema import ServeConfig
 
 DEFAULT_CORS = ["http://localhost:3000", "https://pillsnap.co.kr", "https://api.pillsnap.co.kr"]
-CommaList = Annotated[list[str], NoDecode]
 _SERVE = ServeConfig.model_fields
 
 
-def _env(name: str, field: str, **default: Any) -> Any:
-    """A field that also reads the environment name the README gives it (API_KEY, ...)."""
-    return Field(validation_alias=AliasChoices(field, name), **default)
-
-
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Everything the app reads at start-up; built once, never changed while serving."""
 
-    model_config = SettingsConfigDict(env_prefix="PILLSNAP_SERVE_", env_file=None,
-                                      extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: Literal["auto", "embedded", "triton"] = "auto"
     pipeline: Literal["single", "combo"] = "single"  # when a request names none (pipeline.mode)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_keys: CommaList = _env("API_KEY", "api_keys", default_factory=list, repr=False)
-    cors_allow_origins: CommaList = _env("CORS_ALLOW_ORIGINS", "cors_allow_origins",
-                                         default_factory=lambda: list(DEFAULT_CORS))
-    model_path: Path | None = _env("MODEL_PATH", "model_path", default=None)
-    triton_url: str | None = _env("TRITON_URL", "triton_url", default=None)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env("LOG_LEVEL", "log_level",
-                                                                   default="INFO")
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    cors_allow_origins: list[str] = Field(default_factory=lambda: list(DEFAULT_CORS))
+    model_path: Path | None = None
+    triton_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # no keys and this flag: every endpoint is open (logged loudly at start-up); never in prod
     insecure_dev: bool = False
     # The limits are the config schema's own fields (defaults and bounds in one place).
@@ -59,13 +50,6 @@ class Settings(BaseSettings):
     request_timeout_s: float = _SERVE["request_timeout_s"]
     threads: int = _SERVE["threads"]
 
-    @field_validator("api_keys", "cors_allow_origins", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
     @field_validator("api_keys")
     @classmethod
     def _keys_long_enough(cls, keys: list[str]) -> list[str]:
@@ -74,11 +58,6 @@ class Settings(BaseSettings):
             raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; generate "
                              "one with: python -c 'import secrets; print(secrets.token_urlsafe())'")
         return keys
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     @property
     def backend_kind(self) -> Literal["embedded", "triton"]:
@@ -98,11 +77,10 @@ def load_settings(cfg: Path | None = None, overrides: Iterable[str] = (), *,
 
     ``explicit`` keyword values (CLI flags such as ``insecure_dev=True``) win over all.
     """
-    config = load_config(cfg, overrides, env_file=None, environ={})
+    config = load_config(cfg, overrides, env_file=env_file)
     values = {k: v for k, v in config.serve.model_dump().items() if v is not None}
     values["pipeline"] = config.pipeline.mode
     if config.logging.level:
         values["log_level"] = config.logging.level
     values.update({k: v for k, v in explicit.items() if v is not None})
-    env = env_file if env_file is not None and Path(env_file).is_file() else None
-    return Settings(_env_file=env, **values)
+    return Settings(**values)
