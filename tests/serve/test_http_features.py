@@ -78,28 +78,28 @@ def test_metrics_count_requests_stages_errors(client: httpx.Client,
                 files={"image": ("p.png", pill_photos["single"].read_bytes())})
     text = client.get("/metrics", headers=AUTH).text
     assert 'pillsnap_errors_total{kind="unsupported_image"}' in text
-    assert re.search(r'pillsnap_http_requests_total\{route="/predict",method="POST",'
+    assert re.search(r'pillsnap_http_requests_total\{method="POST",route="/predict",'
                      r'status="200"\} [1-9]', text)
     stage_count = 'pillsnap_stage_duration_seconds_count{pipeline="single",stage="'
     for stage in ("read", "decode", "classify", "backend", "total"):
         assert f'{stage_count}{stage}"}}' in text
-    assert re.search(r"^pillsnap_requests_in_flight 1$", text, re.M)  # this very request
-    buckets = [int(n) for n in re.findall(
-        r'^pillsnap_http_request_duration_seconds_bucket\{route="/predict",le="[^"]+"\} (\d+)$',
+    assert re.search(r"^pillsnap_requests_in_flight 1\.0$", text, re.M)  # this very request
+    buckets = [float(n) for n in re.findall(
+        r'^pillsnap_http_request_duration_seconds_bucket\{le="[^"]+",route="/predict"\} (\S+)$',
         text, re.M)]
     assert buckets == sorted(buckets) and buckets[-1] >= 2
 
 
 def test_metric_exposition_format() -> None:
     metrics = Metrics()
-    metrics.stages.observe(0.003, "combo", "detect")
-    metrics.errors.inc('we"ird\nkind')
+    metrics.stages.labels("combo", "detect").observe(0.003)
+    metrics.errors.labels('we"ird\nkind').inc()
     text = metrics.render()
     assert "# TYPE pillsnap_stage_duration_seconds histogram" in text
-    bucket = 'pillsnap_stage_duration_seconds_bucket{pipeline="combo",stage="detect",le='
     for le, count in (("0.0025", 0), ("0.005", 1), ("+Inf", 1)):
-        assert f'{bucket}"{le}"}} {count}' in text
-    assert 'pillsnap_errors_total{kind="we\\"ird\\nkind"} 1' in text
+        assert (f'pillsnap_stage_duration_seconds_bucket{{le="{le}",pipeline="combo",'
+                f'stage="detect"}} {count}.0') in text
+    assert 'pillsnap_errors_total{kind="we\\"ird\\nkind"} 1.0' in text
     assert text.endswith("\n")
 
 

@@ -75,7 +75,7 @@ _KIND_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden",
 def _record(request: Request, kind: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.errors.inc(kind)
+        metrics.errors.labels(kind).inc()
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

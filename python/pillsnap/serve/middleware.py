@@ -57,7 +57,7 @@ class Observe:
             await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            self.metrics.errors.inc("internal")
+            self.metrics.errors.labels("internal").inc()
             if not status["started"]:
                 await error_response(500, "internal", "internal server error")(
                     scope, receive, send_with_id)
@@ -65,8 +65,8 @@ class Observe:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.requests.inc(route, scope["method"], str(status["code"]))
-            self.metrics.latency.observe(elapsed, route)
+            self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
             logger.info("%s %s %s %.1f ms", scope["method"], scope["path"], status["code"],
                         elapsed * 1000)
             reset_request_id(token)
@@ -89,7 +89,7 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            self.metrics.errors.inc("too_large")
+            self.metrics.errors.labels("too_large").inc()
             await _too_large(limit)(scope, receive, send)
             return
         seen = 0

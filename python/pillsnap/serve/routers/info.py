@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from pillsnap import __version__
 from pillsnap.serve.deps import ApiKey, BackendDep, MetricsDep
+from pillsnap.serve.metrics import CONTENT_TYPE
 from pillsnap.serve.schemas import Version, error_responses
 
 router = APIRouter(tags=["info"], dependencies=[ApiKey], responses=error_responses(401, 403))
@@ -23,5 +24,4 @@ async def version(backend: BackendDep) -> Version:
             responses={200: {"content": {"text/plain": {}}}})
 async def metrics(registry: MetricsDep) -> PlainTextResponse:
     """Prometheus text format: requests, latency per route and per stage, errors, in-flight."""
-    return PlainTextResponse(registry.render(),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)

@@ -70,7 +70,7 @@ async def batch(request: Request, *, settings: SettingsDep, backend: BackendDep,
         except _INPUT_ERRORS as exc:
             error = api_error(exc)
             assert error is not None
-            metrics.errors.inc(error.kind)
+            metrics.errors.labels(error.kind).inc()
             item.update(status=error.status_code,
                         error={"kind": error.kind, "detail": str(error.detail)})
         else:
