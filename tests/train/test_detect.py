@@ -22,7 +22,7 @@ import pillsnap
 from pillsnap.config import load_config
 from pillsnap.data.scan import scan
 from pillsnap.data.synth import SynthSpec, generate
-from pillsnap.errors import ConfigError
+from pillsnap.errors import ConfigError, ModelError
 
 TINY = SynthSpec(classes=4, train_per_class=1, val_per_class=1, combo_train=8, combo_val=3,
                  width=128, height=160, seed=3)
@@ -101,7 +101,7 @@ def _det_config(tmp_path: Path, manifest: tuple[Path, Path], *, epochs: int,
            "data": {"root": str(root), "manifest_dir": str(manifest_dir)},
            "pack": {"out_dir": str(tmp_path / "pack"), "workers": 1},
            "models": {"detector": {"arch": "yolo11n", "image_size": 64,
-                                   "pretrained": pretrained}},
+                                   "pretrained": pretrained, "allow_random_init": True}},
            "logging": {"tensorboard": False},
            "train": {"task": "det", "det": {"epochs": epochs, "batch_size": 4, "workers": 0,
                                             "patience": 0}}}
@@ -223,7 +223,10 @@ def test_local_weights_are_used_only_when_present(tmp_path: Path,
     monkeypatch.setattr(ultralytics, "YOLO", lambda source: source)  # records what it loads
     cfg = load_config(None, ["active_feature_set=advanced", "models.detector.arch=yolo11n"],
                       env_file=None)
-    assert _model(cfg) == ("yolo11n.yaml", False)  # pretrained, but no local file
+    with pytest.raises(ModelError, match=r"no yolo11n\.pt here.*allow_random_init=true"):
+        _model(cfg)  # pretrained, but no local file, and random init not allowed
+    cfg.models.detector.allow_random_init = True
+    assert _model(cfg) == ("yolo11n.yaml", False)  # allowed: from scratch
     (tmp_path / "yolo11n.pt").write_bytes(b"weights")
     assert _model(cfg) == ("yolo11n.pt", True)
     cfg.models.detector.pretrained = False

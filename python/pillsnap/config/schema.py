@@ -93,6 +93,9 @@ class ClassifierConfig(Section):
     image_size: int = Field(384, ge=32)
     max_classes: int = Field(5000, ge=1)
     pretrained: bool = True
+    # pretrained weights that cannot be loaded (offline, no cache) stop the run, unless this
+    # allows training from random weights instead (one fallback line)
+    allow_random_init: bool = False
     drop_rate: float = Field(0.3, ge=0.0, lt=1.0)
     drop_path_rate: float = Field(0.2, ge=0.0, lt=1.0)
     open_set: OpenSetConfig = Field(default_factory=OpenSetConfig)
@@ -101,7 +104,8 @@ class ClassifierConfig(Section):
 class DetectorConfig(Section):
     arch: str = "yolo11m"
     image_size: int = Field(640, ge=32)
-    pretrained: bool = True  # yolo11m.pt when present, else yolo11m.yaml from scratch
+    pretrained: bool = True  # <arch>.pt (e.g. yolo11m.pt) in the working directory
+    allow_random_init: bool = False  # no such file: from scratch instead of an error
     conf_threshold: float = Field(0.25, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.45, ge=0.0, le=1.0)
     max_detections: int = Field(32, ge=1)

@@ -39,7 +39,7 @@ from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.features import require
 from pillsnap.config.loader import config_hash, save_config
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.errors import DataError, PillsnapError
+from pillsnap.errors import DataError, ModelError, PillsnapError
 from pillsnap.logs import log_decision, setup_logging
 
 logger = logging.getLogger("pillsnap.train.detect")  # not "__main__" under -m
@@ -195,9 +195,15 @@ def _model(cfg: PillsnapConfig) -> tuple[Any, bool]:
         if weights is not None:
             log_decision(logger, "detector weights", weights, "pretrained, found locally")
             return YOLO(str(weights)), True
+        if not det.allow_random_init:
+            raise ModelError(
+                f"models.detector.pretrained=true, but there is no {candidates[-1]} here (the "
+                "trainer downloads nothing): put the weights file in the working directory, "
+                "set models.detector.allow_random_init=true to train from scratch, or "
+                "models.detector.pretrained=false")
         log_decision(logger, "detector weights", architecture,
                      f"pretrained asked but no {candidates[-1]} here (no downloads): training "
-                     "from scratch", fallback=True)
+                     "from scratch (models.detector.allow_random_init=true)", fallback=True)
     else:
         log_decision(logger, "detector weights", architecture,
                      "models.detector.pretrained=false: from scratch")

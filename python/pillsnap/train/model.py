@@ -9,13 +9,17 @@ import timm
 import torch
 
 from pillsnap.config.schema import ClassifierConfig
+from pillsnap.errors import ModelError
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
 
 
 def create_classifier(cfg: ClassifierConfig, num_classes: int) -> torch.nn.Module:
-    """``timm.create_model``; pretrained weights when asked and reachable, else random init."""
+    """``timm.create_model`` with pretrained weights when asked (downloaded, or from the
+    Hugging Face cache). Weights that cannot be loaded raise ModelError, unless
+    ``allow_random_init`` accepts random weights (one fallback line): a run that silently
+    starts from scratch needs far more data and epochs to reach the same accuracy."""
     kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate,
               "drop_path_rate": cfg.drop_path_rate}
     if cfg.pretrained:
@@ -23,10 +27,16 @@ def create_classifier(cfg: ClassifierConfig, num_classes: int) -> torch.nn.Modul
             model = timm.create_model(cfg.arch, pretrained=True, **kwargs)
             log_decision(logger, "pretrained", True, f"{cfg.arch} weights loaded")
             return model
-        except Exception as exc:
-            log_decision(logger, "pretrained", False, f"{cfg.arch}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}; random init",
-                         fallback=True)
+        except Exception as exc:  # timm/huggingface_hub raise many kinds when offline
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            if not cfg.allow_random_init:
+                raise ModelError(
+                    f"models.classifier.pretrained=true, but {cfg.arch}'s weights could not be "
+                    f"loaded ({reason}). Go online once (the weights are cached), set "
+                    "models.classifier.allow_random_init=true to train from random weights, "
+                    "or models.classifier.pretrained=false") from exc
+            log_decision(logger, "pretrained", False, f"{cfg.arch}: {reason}; random init "
+                         "(models.classifier.allow_random_init=true)", fallback=True)
     return timm.create_model(cfg.arch, pretrained=False, **kwargs)
 
 
