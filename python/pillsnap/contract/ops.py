@@ -156,14 +156,6 @@ def boxes_to_image(boxes: np.ndarray, placement: Letterbox) -> np.ndarray:
     return out
 
 
-def boxes_to_letterbox(boxes: np.ndarray, placement: Letterbox) -> np.ndarray:
-    """xyxy boxes in photo pixels -> letterbox pixels (the inverse of ``boxes_to_image``)."""
-    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    out[:, [0, 2]] = out[:, [0, 2]] * placement.scale + placement.pad_x
-    out[:, [1, 3]] = out[:, [1, 3]] * placement.scale + placement.pad_y
-    return out
-
-
 # ---------------------------------------------------------------------------- detector output
 
 

@@ -28,10 +28,3 @@ def probe_paths(paths: Sequence[Path], workers: int = 0) -> list[ImageInfo | Pil
 
     results = native().probe_images([str(p) for p in paths], workers)
     return [r if isinstance(r, Exception) else ImageInfo(*r) for r in results]
-
-
-def probe_path(path: Path) -> ImageInfo:
-    """Probe one file; raise CorruptImageError, UnsupportedImageError or NativeIOError."""
-    from pillsnap.native import native
-
-    return ImageInfo(*native().probe_image(str(path)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +42,6 @@ FORM, SIZE = 0, 200  # the 형태 and 크기 file-name fields: constant in the r
 # Every distinct file name a folder can hold: background x light x side x elevation x rotation.
 STEMS_PER_FOLDER = len(BACKGROUNDS) * len(LIGHTS) * 2 * len(ELEVATIONS) * len(ROTATIONS)
 _RENDER_STREAM = 0x5EED
-STEM_RE = re.compile(
-    r"^(?P<code>K-\d{6}(?:-\d{6})*)_(?P<background>\d)_(?P<light>\d)_(?P<side>[01])_"
-    r"(?P<form>\d)_(?P<elevation>\d+)_(?P<rotation>\d{3})_(?P<size>\d+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -80,16 +75,6 @@ def stem(folder: str, shot: Shot) -> str:
     """``K-CODE_배경_조명_면_형태_앙각_회전각_크기`` as in the AIHub file names."""
     return (f"{folder}_{shot.background}_{shot.light}_{shot.side}_{FORM}_{shot.elevation}_"
             f"{shot.rotation:03d}_{SIZE}")
-
-
-def parse_stem(name: str) -> dict[str, str | int]:
-    """Split a file name (with or without extension) into its code and seven number fields."""
-    match = STEM_RE.match(Path(name).stem)
-    if match is None:
-        raise ValueError(f"not an AIHub pill file name: {name!r}")
-    fields: dict[str, str | int] = {k: int(v) for k, v in match.groupdict().items() if k != "code"}
-    fields["code"] = match["code"]
-    return fields
 
 
 def image_path(job: Job) -> Path:
