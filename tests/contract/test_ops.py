@@ -146,6 +146,30 @@ def test_bad_uploads_get_their_kind() -> None:
     assert err.value.kind == "too_large"
 
 
+def _frame_changed(jpeg: bytes, marker: int, precision: int) -> bytes:
+    """The JPEG with its baseline frame header (SOF0) relabelled: what a 12-bit or a
+    lossless encoder writes there (libjpeg-turbo's testimages/monkey12.jpg: SOF1, 12)."""
+    at = jpeg.index(b"\xff\xc0")
+    return jpeg[:at + 1] + bytes([marker]) + jpeg[at + 2:at + 4] + bytes([precision]) + \
+        jpeg[at + 5:]
+
+
+@pytest.mark.parametrize(("marker", "precision", "message"), [
+    (0xC1, 12, "a 12-bit JPEG: only 8-bit JPEGs are supported"),
+    (0xC3, 8, "a lossless JPEG: only lossy"),
+])
+def test_unsupported_jpeg_variants_are_named(marker: int, precision: int, message: str) -> None:
+    data = _frame_changed(_jpeg(np.full((16, 16, 3), 90, dtype=np.uint8)), marker, precision)
+    with pytest.raises(ops.ImageInputError, match=message) as err:
+        ops.decode_image(data)
+    assert err.value.kind == "unsupported"
+
+
+def test_an_unreadable_file_with_a_png_signature_says_so() -> None:
+    with pytest.raises(ops.ImageInputError, match="starts like a PNG file but cannot be read"):
+        ops.decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+
+
 def _jpeg(photo: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, "JPEG", exif=Image.Exif().tobytes())

@@ -53,6 +53,11 @@ LETTERBOX_FILL = 114  # ultralytics' padding grey
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "MPO")  # MPO: JPEGs from some phone cameras
 
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF", b"BM")
+_SIGNATURE_NAMES = dict(zip(_SIGNATURES, ("JPEG", "PNG", "RIFF (WebP)", "BMP"), strict=True))
+# JPEG frame markers (SOFn), without DHT (C4), JPG (C8) and DAC (CC); 3, 7, B, F: lossless
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF})
+_LOSSLESS_SOF = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 Region = tuple[float, float, float, float]  # x, y, w, h in image pixels
 
 
@@ -78,10 +83,14 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     # same process, patches Image.open to look for a HEIF plugin on unknown data)
     if not data.startswith(_SIGNATURES):
         raise ImageInputError("unsupported", "not an image (JPEG, PNG, WebP or BMP)")
+    if data.startswith(_SIGNATURES[0]):  # JPEG variants Pillow's libjpeg cannot decode
+        variant = _unsupported_jpeg(data)
+        if variant is not None:
+            raise ImageInputError("unsupported", variant)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageInputError("unsupported", "not an image (JPEG, PNG, WebP or BMP)") from None
+        raise ImageInputError("unsupported", _unreadable(data)) from None
     except Image.DecompressionBombError:  # Pillow's own guard, for headers over ~179 MP
         raise ImageInputError("too_large", "image has far too many pixels (decompression "
                               f"bomb guard); the limit is {max_pixels}") from None
@@ -100,6 +109,42 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged data
         raise ImageInputError("corrupt", f"corrupt {image.format} image: {exc}") from None
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int] | None:
+    """(SOF marker, sample precision in bits) of a JPEG's first frame header, if found."""
+    i = 2
+    while i + 4 < len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF_MARKERS:
+            return (marker, data[i + 4]) if i + 4 < len(data) else None
+        if marker == 0xDA or length < 2:  # scan data, or a broken segment: stop looking
+            return None
+        i += 2 + length
+    return None
+
+
+def _unsupported_jpeg(data: bytes) -> str | None:
+    """What is wrong with a JPEG whose frame header asks for a decoder Pillow lacks."""
+    frame = _jpeg_frame(data)
+    if frame is not None and frame[0] in _LOSSLESS_SOF:
+        return ("a lossless JPEG: only lossy (baseline or progressive) JPEGs are supported; "
+                "send it as a PNG or a regular JPEG")
+    if frame is not None and frame[1] != 8:
+        return (f"a {frame[1]}-bit JPEG: only 8-bit JPEGs are supported; send it as a PNG or "
+                "an 8-bit JPEG")
+    return None
+
+
+def _unreadable(data: bytes) -> str:
+    """Why Pillow could not identify bytes that start with an image signature."""
+    name = next(n for sig, n in _SIGNATURE_NAMES.items() if data.startswith(sig))
+    return (f"starts like a {name} file but cannot be read as an image (damaged, or a "
+            "variant that is not supported); send a JPEG, PNG, WebP or BMP photo")
 
 
 # ---------------------------------------------------------------------------- detector input
