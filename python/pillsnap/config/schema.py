@@ -260,6 +260,9 @@ class ServeConfig(Section):
     max_pixels: int = Field(40_000_000, ge=1)
     max_batch_images: int = Field(16, ge=1)
     request_timeout_s: float = Field(10.0, gt=0.0)
+    # /ready's own deadline: a probe learns of a hung backend in about a second, not after
+    # the predict timeout
+    ready_timeout_s: float = Field(1.0, gt=0.0)
     threads: int = Field(0, ge=0)  # embedded backend: ONNX Runtime threads (0: its choice)
 
 

@@ -48,6 +48,7 @@ class Settings(BaseModel):
     max_pixels: int = _SERVE["max_pixels"]
     max_batch_images: int = _SERVE["max_batch_images"]
     request_timeout_s: float = _SERVE["request_timeout_s"]
+    ready_timeout_s: float = _SERVE["ready_timeout_s"]
     threads: int = _SERVE["threads"]
 
     @field_validator("api_keys")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from pillsnap.serve.deps import BackendDep, ProbeKey
+from pillsnap.serve.backends.base import Readiness
+from pillsnap.serve.deps import BackendDep, ProbeKey, SettingsDep
 from pillsnap.serve.schemas import Health, Ready, error_responses
 
 router = APIRouter(tags=["probes"], dependencies=[ProbeKey])
@@ -19,9 +21,15 @@ async def health() -> Health:
 
 @router.get("/ready", response_model=Ready,
             responses={503: {"model": Ready}, **error_responses(401, 403)})
-async def ready(backend: BackendDep) -> JSONResponse:
-    """The backend can predict now: models loaded (embedded) or both ensembles ready (Triton)."""
-    state = await backend.readiness()
+async def ready(backend: BackendDep, settings: SettingsDep) -> JSONResponse:
+    """The backend can predict now: models loaded (embedded) or both ensembles ready (Triton).
+
+    Bounded by ``serve.ready_timeout_s`` (1 s): a hung backend is a quick 503 here, while
+    ``/predict`` keeps ``serve.request_timeout_s``."""
+    limit = settings.ready_timeout_s
+    state = Readiness(False, f"the {backend.name} backend did not answer within {limit:g} s")
+    with anyio.move_on_after(limit):
+        state = await backend.readiness()
     body = Ready(ready=state.ready, backend=backend.name, detail=state.detail,
                  pipelines=list(backend.pipelines))
     return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
