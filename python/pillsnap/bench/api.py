@@ -270,8 +270,8 @@ def _triton(plan: Plan, stack: ExitStack) -> tuple[str | None, int | None]:
     from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
     server = stack.enter_context(TritonServer(TritonLaunch(plan.repository, free_ports())))
-    assert server.process is not None  # its own session: the group ID is its PID
-    return server.url.removeprefix("http://"), server.process.pid
+    assert server.child is not None  # its own session: the group ID is its PID
+    return server.url.removeprefix("http://"), server.child.pid
 
 
 def _meter(proxy_pid: int | None, triton_group: int | None) -> Meter:

@@ -129,7 +129,7 @@ def run_triton(cfg: PillsnapConfig, args: argparse.Namespace) -> int:
         if not os.environ.get("TRITON_ADMIN_KEY"):
             print(f"admin APIs: header {launch.admin_header}: {launch.admin_key}", flush=True)
         while not stop.wait(1.0):
-            if server.process is None or server.process.poll() is not None:
+            if server.child is None or not server.child.running:
                 raise ServerError(f"tritonserver stopped on its own:\n{server.log_tail()}")
     print("tritonserver stopped", flush=True)
     return 0
