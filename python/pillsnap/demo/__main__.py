@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pillsnap.cli import run_main
 from pillsnap.config.paths import windows_path_hint
-from pillsnap.errors import PillsnapError
 from pillsnap.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -165,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if hint:
         parser.error(hint)
     setup_logging("WARNING")
-    try:
-        return run(args)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
+    return run_main(lambda: run(args), logger)
 
 
 if __name__ == "__main__":
