@@ -5,6 +5,8 @@
         url = api.wait_for_output(API_READY_LINE, timeout_s=60)[1]
         ...                                                 # leaving the block stops it
 
+(``API_READY_LINE``: ``pillsnap.serve``'s pattern for the line with the API's URL.)
+
 - Output: stdout and stderr together into ``log`` (created afresh), or nowhere without one;
   stdin is /dev/null (no server here reads it).
 - ``new_group=True``: the child leads a session of its own, so a terminal's Ctrl-C reaches
