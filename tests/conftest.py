@@ -5,11 +5,8 @@ model repositories written from it, and API servers over both backends."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +15,10 @@ from typing import Any
 import pytest
 
 from api_helpers import API_KEYS, ServerProcess
+from pillsnap.child import Child, NotReady
 from pillsnap.config import PillsnapConfig, load_config
 from pillsnap.data.synth import SynthSpec
+from pillsnap.serve import API_READY_LINE
 from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,31 +220,13 @@ def api_process(work: Path, *args: str) -> Iterator[ServerProcess]:
                "--cfg", str(REPO / "config.yaml"),
                "serve.max_upload_bytes=262144", "serve.max_pixels=2000000",
                "serve.max_batch_images=3", "serve.request_timeout_s=20"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=work, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    try:
-        url = _wait_for_url(process, log)
-        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
-        yield ServerProcess(url, process, log)
-    finally:
-        process.terminate()
+    with Child.start(command, name="the API server", log=log, cwd=work, env=env) as server:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_for_url(process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = re.search(r"Uvicorn running on (http://\S+)", log.read_text(errors="replace"))
-        if found:
-            return found[1]
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise RuntimeError(f"the API server did not start:\n{log.read_text(errors='replace')}")
+            url = server.wait_for_output(API_READY_LINE, timeout_s=60)[1]
+        except NotReady:
+            raise RuntimeError(f"the API server did not start:\n{server.log_text()}") from None
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        yield ServerProcess(url, server.process, log)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import base64
 import itertools
 import json
 import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,8 @@ from types import TracebackType
 from typing import Any
 
 from websockets.sync.client import connect
+
+from pillsnap.child import Child, NotReady
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -29,33 +30,40 @@ class Browser:
 
     def __enter__(self) -> Browser:
         assert CHROMIUM is not None
-        self.process = subprocess.Popen(
+        self.chromium = Child.start(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
              "--disable-dev-shm-usage", "--no-first-run", "--remote-debugging-port=0",
              f"--user-data-dir={self.profile}", "--window-size=1000,1400", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            name="chromium")
+        try:
+            self.ws = self._connect()
+        except BaseException:
+            self.chromium.stop()
+            raise
+        return self
+
+    def _connect(self) -> Any:
         port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("chromium did not open its DevTools port")
-            time.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+
+        def port() -> int | None:
+            if port_file.is_file() and port_file.read_text().count("\n") >= 1:
+                return int(port_file.read_text().split()[0])
+            return None
+
+        try:
+            found = self.chromium.wait_ready(port, timeout_s=30, interval_s=0.05)
+        except NotReady:
+            raise RuntimeError("chromium did not open its DevTools port") from None
+        with urllib.request.urlopen(f"http://127.0.0.1:{found}/json/list", timeout=10) as reply:
             pages = [t for t in json.load(reply) if t["type"] == "page"]
         self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=None,
                                    open_timeout=10)
-        self.ws = self._connection.__enter__()
-        return self
+        return self._connection.__enter__()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._connection.__exit__(None, None, None)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.chromium.stop()
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         call_id = next(self._ids)

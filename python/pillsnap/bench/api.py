@@ -29,9 +29,7 @@ import asyncio
 import io
 import json
 import os
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +44,9 @@ from pillsnap.bench.latency import percentiles
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe
 from pillsnap.bench.table import markdown_table
+from pillsnap.child import Child, NotReady
 from pillsnap.infer.triton_contract import ENSEMBLE_OF
+from pillsnap.serve import API_READY_LINE
 
 TOP_K = 5
 WARMUP_PAIRS = 3
@@ -236,28 +236,16 @@ def _proxy(plan: Plan, triton_host: str | None) -> Iterator[tuple[str, str, int 
                ["--backend", "embedded", "--model-path", str(Path(plan.model_path or
                                                                   ".").resolve())])
     with tempfile.TemporaryDirectory() as work:
-        log = Path(work) / "server.log"
         env = {**os.environ, "API_KEY": key}  # INFO: the access log is part of the cost
-        with log.open("wb") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0", "--env-file",
-                 str(Path(work) / "none.env"), *backend], cwd=work, env=env, stdout=out,
-                stderr=subprocess.STDOUT)
-        try:
-            yield _wait_for_url(child, log), key, child.pid
-        finally:
-            child.terminate()
-            child.wait(timeout=30)
-
-
-def _wait_for_url(child: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:
-        found = re.search(r"Uvicorn running on (http://\S+)", log.read_text(errors="replace"))
-        if found:
-            return found[1]
-        time.sleep(0.1)
-    raise SystemExit(f"the server did not start:\n{log.read_text(errors='replace')}")
+        command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0", "--env-file",
+                   str(Path(work) / "none.env"), *backend]
+        with Child.start(command, name="the server", log=Path(work) / "server.log", cwd=work,
+                         env=env, grace_s=30) as server:
+            try:
+                url = server.wait_for_output(API_READY_LINE, timeout_s=120)[1]
+            except NotReady:
+                raise SystemExit(f"the server did not start:\n{server.log_text()}") from None
+            yield url, key, server.pid
 
 
 def _triton(plan: Plan, stack: ExitStack) -> tuple[str | None, int | None]:
@@ -270,8 +258,8 @@ def _triton(plan: Plan, stack: ExitStack) -> tuple[str | None, int | None]:
     from pillsnap.serve.triton_server import TritonLaunch, TritonServer, free_ports
 
     server = stack.enter_context(TritonServer(TritonLaunch(plan.repository, free_ports())))
-    assert server.process is not None  # its own session: the group ID is its PID
-    return server.url.removeprefix("http://"), server.process.pid
+    assert server.child is not None  # its own session: the group ID is its PID
+    return server.url.removeprefix("http://"), server.child.pid
 
 
 def _meter(proxy_pid: int | None, triton_group: int | None) -> Meter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pillsnap.cli import run_main
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.loader import config_hash, to_yaml
 from pillsnap.errors import ConfigError
@@ -20,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["show", "check"])
     add_config_args(parser)
     args = parse_args(parser, argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _run(args), catch=(ConfigError,))
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     if args.command == "show":
         sys.stdout.write(to_yaml(cfg))
     else:

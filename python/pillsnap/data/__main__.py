@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from pillsnap.config.cli import add_config_args, config_from_args, parse_args
+from pillsnap.cli import run_with_config
+from pillsnap.config.cli import add_config_args, parse_args
 from pillsnap.config.paths import windows_path_hint
 from pillsnap.config.schema import PillsnapConfig
 from pillsnap.errors import PillsnapError
@@ -106,13 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    try:
-        cfg = config_from_args(args)
-        setup_logging(cfg.logging.level)
-        return COMMANDS[args.command](args, cfg)
-    except (PillsnapError, FileExistsError, ValueError) as exc:
-        logger.error("%s", exc)
-        return 2
+    return run_with_config(args, lambda cfg: COMMANDS[args.command](args, cfg), logger,
+                           catch=(PillsnapError, FileExistsError, ValueError))
 
 
 def run_synth(args: argparse.Namespace, cfg: PillsnapConfig) -> int:

@@ -27,11 +27,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pillsnap.cli import run_main
 from pillsnap.config.paths import windows_path_hint
-from pillsnap.errors import PillsnapError
 from pillsnap.logs import setup_logging
+
+if TYPE_CHECKING:
+    from pillsnap.demo.live import Servers
 
 logger = logging.getLogger("pillsnap.demo")
 
@@ -70,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
                      lambda: stages.export_both(cfg, trained["det_best"]))
     print(f"   {exported}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    children, url, key = stage("start the API" + (" and tritonserver" if args.triton else ""),
-                               lambda: live.start_servers(cfg, out, port=args.port,
-                                                          triton=args.triton, env=env))
+    servers = stage("start the API" + (" and tritonserver" if args.triton else ""),
+                    lambda: live.start_servers(cfg, out, port=args.port, triton=args.triton,
+                                               env=env))
     try:
         results = stage("POST /predict for validation photos",
-                        lambda: _predictions(cfg, url, key))
+                        lambda: _predictions(cfg, servers.url, servers.key))
         evaluation = stage("evaluate the served pipeline on every validation photo",
-                           lambda: _evaluate(cfg, children, args.triton))
+                           lambda: _evaluate(cfg, servers.triton_url))
         record = {"profile": args.profile, "backend": "triton" if args.triton else "embedded",
                   "stages_s": stage.times, "data": data, "training": trained,
                   "export": exported, "predictions": results, "evaluation": evaluation}
@@ -85,10 +88,9 @@ def run(args: argparse.Namespace) -> int:
                                               + "\n", encoding="utf-8")
         print("== stage times: " + ", ".join(f"{n} {t:.1f} s" for n, t in stage.times.items()))
         if not args.stop:
-            _serve_until_interrupted(children, url, key)
+            _serve_until_interrupted(servers)
     finally:
-        for child in reversed(children):
-            child.stop()
+        servers.stop()
     return 0
 
 
@@ -115,13 +117,12 @@ def _predictions(cfg: Any, url: str, key: str) -> dict[str, Any]:
     return results
 
 
-def _evaluate(cfg: Any, children: list[Any], triton: bool) -> dict[str, Any]:
+def _evaluate(cfg: Any, triton_url: str | None) -> dict[str, Any]:
     """``python -m pillsnap.eval`` on the validation split (held-out drugs included), through
-    the backend the demo serves with; prints its summary."""
+    the backend the demo serves with (Triton when ``triton_url``); prints its summary."""
     from pillsnap.eval.__main__ import evaluate
     from pillsnap.eval.output import summary_text
 
-    triton_url = next((c.url for c in children if c.url), None) if triton else None
     reports = evaluate(cfg, export=None if triton_url else Path(cfg.export.out_dir),
                        triton_url=triton_url, progress=False)
     report = next(iter(reports.values()))
@@ -130,14 +131,15 @@ def _evaluate(cfg: Any, children: list[Any], triton: bool) -> dict[str, Any]:
         "open_set": {k: v for k, v in report["open_set"].items() if k != "scores"}}
 
 
-def _serve_until_interrupted(children: list[Any], url: str, key: str) -> None:
+def _serve_until_interrupted(servers: Servers) -> None:
+    url, key = servers.url, servers.key
     print(f"\nThe API is running: web page {url}/ (API key for this run: {key})")
     print("Try:  curl -s -H 'X-API-Key: " + key + f"' -F image=@PHOTO.png '{url}/predict'")
     print("Ctrl-C stops it.", flush=True)
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     try:
-        while not stop["now"] and all(c.process.poll() is None for c in children):
+        while not stop["now"] and all(c.running for c in servers.children):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -163,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if hint:
         parser.error(hint)
     setup_logging("WARNING")
-    try:
-        return run(args)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
+    return run_main(lambda: run(args), logger)
 
 
 if __name__ == "__main__":

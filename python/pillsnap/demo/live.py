@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,52 +18,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pillsnap.child import Child, NotReady
 from pillsnap.config import PillsnapConfig
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import PillsnapError
+from pillsnap.serve import API_READY_LINE
 
 
 @dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    url: str | None = None  # where it answers, once known
+class Servers:
+    """The children started (tritonserver first, when asked), the API's URL and key, and
+    Triton's host:port when it serves."""
+
+    children: list[Child]
+    url: str
+    key: str
+    triton_url: str | None = None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        for child in reversed(self.children):
+            child.stop()
 
 
 def _start(name: str, command: list[str], log: Path, *, env: dict[str, str] | None,
            ready: str, timeout_s: float) -> tuple[Child, re.Match[str]]:
     """Run ``command`` with output to ``log``; wait for a line matching ``ready``."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    child = Child(name, process, log)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = re.search(ready, log.read_text(errors="replace"))
-        if found:
-            return child, found
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    child.stop()
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-    raise PillsnapError(f"{name} did not start (log {log}):\n{tail}")
+    child = Child.start(command, name=name, log=log, env=env, grace_s=20)
+    try:
+        return child, child.wait_for_output(ready, timeout_s=timeout_s, interval_s=0.2)
+    except NotReady:
+        child.stop()
+        raise PillsnapError(f"{name} did not start (log {log}):\n{child.log_tail(20)}") from None
 
 
 def start_servers(cfg: PillsnapConfig, out: Path, *, port: int, triton: bool,
-                  env: dict[str, str]) -> tuple[list[Child], str, str]:
-    """The API (and Triton when asked); returns the children, the API's URL and its key."""
+                  env: dict[str, str]) -> Servers:
+    """The API (and Triton when asked)."""
     key = secrets.token_urlsafe(24)
     children: list[Child] = []
+    triton_url = None
     cfg_file = str(out / "config.yaml")
     api = [sys.executable, "-m", "pillsnap.serve", "api", "--cfg", cfg_file, "--port",
            str(port), "--model-path", str(cfg.export.out_dir)]
@@ -78,18 +70,18 @@ def start_servers(cfg: PillsnapConfig, out: Path, *, port: int, triton: bool,
             f"triton.http_port={ports.http}", f"triton.grpc_port={ports.grpc}",
             f"triton.metrics_port={ports.metrics}"], out / "triton.log", env=env,
             ready=r"tritonserver ready", timeout_s=cfg.triton.startup_timeout_s + 30)
-        server.url = f"127.0.0.1:{ports.http}"
+        triton_url = f"127.0.0.1:{ports.http}"
         children.append(server)
-        api += ["--backend", "triton", "--triton-url", server.url]
+        api += ["--backend", "triton", "--triton-url", triton_url]
     try:
         child, found = _start("the API", api, out / "api.log", env={**env, "API_KEY": key},
-                              ready=r"Uvicorn running on (http://\S+)", timeout_s=120)
+                              ready=API_READY_LINE, timeout_s=120)
     except PillsnapError:
         for c in children:
             c.stop()
         raise
     children.append(child)
-    return children, found[1], key
+    return Servers(children, found[1], key, triton_url)
 
 
 def validation_photos(cfg: PillsnapConfig) -> dict[str, tuple[Path, list[str]]]:

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pillsnap.cli import run_with_config
 from pillsnap.config import PillsnapConfig
-from pillsnap.config.cli import add_config_args, config_from_args, parse_args
-from pillsnap.errors import ModelError, PillsnapError
-from pillsnap.logs import setup_logging
+from pillsnap.config.cli import add_config_args, parse_args
+from pillsnap.errors import ModelError
 
 logger = logging.getLogger("pillsnap.eval")
 
@@ -51,20 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
-    try:
-        cfg = config_from_args(args)
-        setup_logging(cfg.logging.level)
+
+    def run(cfg: PillsnapConfig) -> int:
+        from pillsnap.eval.output import summary_text
+
         reports = evaluate(cfg, export=args.export, triton_url=args.triton_url,
                            split=args.split, out=args.out, json_path=args.json,
                            limit=args.limit, top_k=args.top_k)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
-    from pillsnap.eval.output import summary_text
+        for report in reports.values():
+            print(summary_text(report))
+        return 0
 
-    for report in reports.values():
-        print(summary_text(report))
-    return 0
+    return run_with_config(args, run, logger)
 
 
 def evaluate(cfg: PillsnapConfig, *, export: Path | None = None, triton_url: str | None = None,

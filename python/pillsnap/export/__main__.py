@@ -26,10 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pillsnap.cli import run_with_config
 from pillsnap.config import PillsnapConfig
-from pillsnap.config.cli import add_config_args, config_from_args, parse_args
-from pillsnap.errors import PillsnapError
-from pillsnap.logs import setup_logging
+from pillsnap.config.cli import add_config_args, parse_args
 
 logger = logging.getLogger("pillsnap.export")
 
@@ -67,15 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser, argv)
     if args.ckpt is None and not args.triton:
         parser.error("--ckpt is required (or --triton to build a repository from an export)")
-    try:
-        cfg = config_from_args(args)
-        setup_logging(cfg.logging.level)
-        result = _run(cfg, args)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    return 0
+
+    def export(cfg: PillsnapConfig) -> int:
+        print(json.dumps(_run(cfg, args), indent=2, ensure_ascii=False))
+        return 0
+
+    return run_with_config(args, export, logger)
 
 
 def _run(cfg: PillsnapConfig, args: argparse.Namespace) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pillsnap.cli import run_main
 from pillsnap.errors import PillsnapError
 from pillsnap.logs import setup_logging
 
@@ -101,11 +102,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    try:
-        return run(args)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
+    return run_main(lambda: run(args), logger)
 
 
 if __name__ == "__main__":

@@ -5,3 +5,6 @@ the model repository, docs/triton.md); ``python -m pillsnap.serve api`` (issue 6
 """
 
 from __future__ import annotations
+
+# What ``python -m pillsnap.serve api`` prints once it listens (uvicorn's line): its URL
+API_READY_LINE = r"Uvicorn running on (http://\S+)"

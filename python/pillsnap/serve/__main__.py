@@ -31,10 +31,10 @@ import sys
 import threading
 from pathlib import Path
 
+from pillsnap.cli import run_main, run_with_config
 from pillsnap.config import PillsnapConfig
-from pillsnap.config.cli import add_config_args, config_from_args, parse_args
-from pillsnap.errors import PillsnapError, ServerError
-from pillsnap.logs import setup_logging
+from pillsnap.config.cli import add_config_args, parse_args
+from pillsnap.errors import ConfigError, ServerError
 from pillsnap.serve.triton_server import (
     Ports,
     TritonLaunch,
@@ -75,24 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    import uvicorn
+    """The proxy until it stops; settings it refuses end it with ``error: ...`` and code 2."""
     from pydantic import ValidationError
 
-    from pillsnap.errors import ConfigError
+    return run_main(lambda: _serve_api(args), catch=(ConfigError, ValidationError))
+
+
+def _serve_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
     from pillsnap.serve.app import create_app
     from pillsnap.serve.logs import setup_server_logging
     from pillsnap.serve.settings import load_settings
 
-    try:
-        settings = load_settings(args.cfg, args.overrides, env_file=args.env_file,
-                                 host=args.host, port=args.port, model_path=args.model_path,
-                                 triton_url=args.triton_url, backend=args.backend,
-                                 insecure_dev=args.insecure_dev)
-        setup_server_logging(settings.log_level)
-        app = create_app(settings)
-    except (ConfigError, ValidationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args.cfg, args.overrides, env_file=args.env_file,
+                             host=args.host, port=args.port, model_path=args.model_path,
+                             triton_url=args.triton_url, backend=args.backend,
+                             insecure_dev=args.insecure_dev)
+    setup_server_logging(settings.log_level)
+    app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             access_log=False, timeout_graceful_shutdown=5,
                             server_header=False)
@@ -129,7 +130,7 @@ def run_triton(cfg: PillsnapConfig, args: argparse.Namespace) -> int:
         if not os.environ.get("TRITON_ADMIN_KEY"):
             print(f"admin APIs: header {launch.admin_header}: {launch.admin_key}", flush=True)
         while not stop.wait(1.0):
-            if server.process is None or server.process.poll() is not None:
+            if server.child is None or not server.child.running:
                 raise ServerError(f"tritonserver stopped on its own:\n{server.log_tail()}")
     print("tritonserver stopped", flush=True)
     return 0
@@ -151,13 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(build_parser(), argv)
     if args.command == "api":
         return run_api(args)
-    try:
-        cfg = config_from_args(args)
-        setup_logging(cfg.logging.level)
-        return run_triton(cfg, args)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
+    return run_with_config(args, lambda cfg: run_triton(cfg, args), logger)
 
 
 if __name__ == "__main__":

@@ -27,19 +27,15 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from pillsnap.child import Child, NotReady, http_ok, log_tail, read_log
 from pillsnap.errors import ServerError
 from pillsnap.infer.triton_contract import ENSEMBLES
 
@@ -192,7 +188,7 @@ class TritonServer:
         self.launch = launch
         self.command = command
         self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.log_file = launch.log_file
 
     @property
@@ -219,69 +215,49 @@ class TritonServer:
             os.close(handle)
             self.log_file = Path(name)
         logger.info("starting tritonserver (log: %s)", self.log_file)
-        with self.log_file.open("wb") as log:
-            # its own session: Ctrl-C in a terminal reaches us, and we stop it in order
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+        # its own session: Ctrl-C in a terminal reaches us, and we stop it in order; Triton
+        # drains requests for exit_timeout_s on SIGTERM, so the grace period is 15 s more
+        self.child = Child.start(self.command, name="tritonserver", log=self.log_file,
+                                 env=self.env, new_group=True,
+                                 grace_s=self.launch.exit_timeout_s + 15.0)
         try:
-            self._wait_ready(ensembles)
+            self._wait_ready(self.child, ensembles)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self, ensembles: tuple[str, ...]) -> None:
-        deadline = time.monotonic() + self.launch.startup_timeout_s
+    def _wait_ready(self, child: Child, ensembles: tuple[str, ...]) -> None:
         pending = list(ensembles)
-        while pending:
-            assert self.process is not None
-            code = self.process.poll()
-            if code is not None:
-                raise ServerError(self._failure(f"tritonserver exited with code {code} during "
-                                                "start-up"))
-            if time.monotonic() > deadline:
-                raise ServerError(self._failure(
-                    f"{', '.join(pending)} not ready after {self.launch.startup_timeout_s:g} s"))
-            pending = [e for e in pending if not self.model_ready(e)]
-            if pending:
-                time.sleep(0.25)
+
+        def all_ready() -> bool:
+            pending[:] = [e for e in pending if not self.model_ready(e)]
+            return not pending
+
+        try:
+            child.wait_ready(all_ready, timeout_s=self.launch.startup_timeout_s, interval_s=0.25)
+        except NotReady as exc:
+            what = exc.reason if exc.code is not None else \
+                f"{', '.join(pending)} not ready after {self.launch.startup_timeout_s:g} s"
+            raise ServerError(self._failure(what)) from None
 
     def model_ready(self, model: str) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/models/{model}/ready", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/v2/models/{model}/ready")
 
     def stop(self) -> None:
         """SIGTERM (Triton drains requests for ``exit_timeout_s``), then SIGKILL to the whole
-        group if it is still there 15 s later."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        timeout = self.launch.exit_timeout_s + 15.0
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("tritonserver did not stop in %g s; killing it", timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # its python stubs too
-            process.wait()
+        group (its python stubs too) if it is still there 15 s later."""
+        child, self.child = self.child, None
+        if child is not None and child.stop():
             # a killed server leaves its python backend's shm regions behind; the prefix
             # is this server's own, so nothing else matches it
             for region in Path("/dev/shm").glob(f"{self.launch.shm_prefix}*"):
                 region.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 25) -> str:
-        if self.log_file is None or not self.log_file.is_file():
-            return ""
-        text = self.log_file.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_file, lines)
 
     def _failure(self, what: str) -> str:
-        text = self.log_file.read_text(encoding="utf-8", errors="replace") \
-            if self.log_file else ""
+        text = read_log(self.log_file)
         causes = sorted(set(re.findall(r"failed to load '([^']+)'[^:]*: (.*)", text)))
         reasons = "; ".join(f"{model}: {why.strip()[:300]}" for model, why in causes)
         return (f"{what}{': ' + reasons if reasons else ''}\n--- last lines of "

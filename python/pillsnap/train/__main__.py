@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 
+from pillsnap.cli import run_main
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.errors import ConfigError, PillsnapError
+from pillsnap.errors import ConfigError
 
 logger = logging.getLogger("pillsnap.train")
 
@@ -43,13 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     args = parse_args(parser, argv)
-    try:
+
+    def run() -> int:
         dispatch(config_from_args(args))
-    except PillsnapError as exc:
-        logging.basicConfig()
-        logger.error("%s", exc)
-        return 2
-    return 0
+        return 0
+
+    return run_main(run, logger)
 
 
 if __name__ == "__main__":

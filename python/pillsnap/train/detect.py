@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from pillsnap.cli import run_main
 from pillsnap.config.cli import add_config_args, config_from_args, parse_args
 from pillsnap.config.features import require
 from pillsnap.config.loader import config_hash, save_config
@@ -271,17 +272,16 @@ def main_det(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     args = parse_args(parser, argv)
-    try:
+
+    def run() -> int:
         cfg = config_from_args(args)
         require(cfg, "advanced", "detector training (train.task=det)")
         log_file = run_dir(cfg) / "det" / "train.log" if cfg.logging.file else None
         setup_logging(cfg.logging.level, log_file)
-        result = train_detector(cfg)
-    except PillsnapError as exc:
-        logger.error("%s", exc)
-        return 2
-    print(json.dumps(result, indent=2))
-    return 0
+        print(json.dumps(train_detector(cfg), indent=2))
+        return 0
+
+    return run_main(run, logger)
 
 
 if __name__ == "__main__":
