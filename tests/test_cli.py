@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pillsnap.cli import EXIT_ERROR, run_main, run_with_config
+from pillsnap.cli import EXIT_ERROR, run_main
 from pillsnap.config import PillsnapConfig
+from pillsnap.config.cli import run_with_config
 from pillsnap.errors import ConfigError, DataError
 
 logger = logging.getLogger("pillsnap.test_cli")

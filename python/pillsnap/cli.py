@@ -2,7 +2,7 @@
 
     def main(argv: list[str] | None = None) -> int:
         args = parse_args(build_parser(), argv)
-        return run_with_config(args, lambda cfg: run(cfg, args), logger)
+        return run_with_config(args, lambda cfg: run(cfg, args), logger)  # config/cli.py
 
 A failure PillSnap raises on purpose (``PillsnapError``, or the types a command names) ends
 the command with one line, not a traceback, and exit code 2 (``EXIT_ERROR``): logged by the
@@ -12,16 +12,11 @@ a bug and keeps its traceback. (``pillsnap.config.cli`` has the config arguments
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pillsnap.errors import PillsnapError
-
-if TYPE_CHECKING:
-    from pillsnap.config.schema import PillsnapConfig
 
 EXIT_ERROR = 2
 Errors = tuple[type[Exception], ...]
@@ -38,18 +33,3 @@ def run_main(body: Callable[[], int], logger: logging.Logger | None = None, *,
         else:
             logger.error("%s", exc)
         return EXIT_ERROR
-
-
-def run_with_config(args: argparse.Namespace, body: Callable[[PillsnapConfig], int],
-                    logger: logging.Logger, *, catch: Errors = (PillsnapError,)) -> int:
-    """``run_main`` of: the config from ``--cfg``, ``--env-file`` and the overrides, logging
-    at its ``logging.level``, then ``body(cfg)``."""
-    from pillsnap.config.cli import config_from_args
-    from pillsnap.logs import setup_logging
-
-    def run() -> int:
-        cfg = config_from_args(args)
-        setup_logging(cfg.logging.level)
-        return body(cfg)
-
-    return run_main(run, logger, catch=catch)

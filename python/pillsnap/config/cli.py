@@ -7,12 +7,16 @@ and dotted overrides such as ``train.batch_size=128`` anywhere on the command li
 from __future__ import annotations
 
 import argparse
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pillsnap.cli import Errors, run_main
 from pillsnap.config.loader import load_config
 from pillsnap.config.schema import PillsnapConfig
+from pillsnap.errors import PillsnapError
+from pillsnap.logs import setup_logging
 
 # "section.key=value" or "top_level_key=value" (a top-level config field, so that a flag
 # value such as "--out a=b" stays a flag value).
@@ -48,3 +52,16 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
 
 def config_from_args(args: argparse.Namespace) -> PillsnapConfig:
     return load_config(args.cfg, args.overrides, env_file=args.env_file)
+
+
+def run_with_config(args: argparse.Namespace, body: Callable[[PillsnapConfig], int],
+                    logger: logging.Logger, *, catch: Errors = (PillsnapError,)) -> int:
+    """``pillsnap.cli.run_main`` of: the config from ``--cfg``, ``--env-file`` and the
+    overrides, logging at its ``logging.level``, then ``body(cfg)``."""
+
+    def run() -> int:
+        cfg = config_from_args(args)
+        setup_logging(cfg.logging.level)
+        return body(cfg)
+
+    return run_main(run, logger, catch=catch)

@@ -18,8 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pillsnap.cli import run_with_config
-from pillsnap.config.cli import add_config_args, parse_args
+from pillsnap.config.cli import add_config_args, parse_args, run_with_config
 from pillsnap.config.paths import windows_path_hint
 from pillsnap.config.schema import PillsnapConfig
 from pillsnap.errors import PillsnapError

@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pillsnap.cli import run_with_config
 from pillsnap.config import PillsnapConfig
-from pillsnap.config.cli import add_config_args, parse_args
+from pillsnap.config.cli import add_config_args, parse_args, run_with_config
 from pillsnap.errors import ModelError
 
 logger = logging.getLogger("pillsnap.eval")

@@ -31,9 +31,9 @@ import sys
 import threading
 from pathlib import Path
 
-from pillsnap.cli import run_main, run_with_config
+from pillsnap.cli import run_main
 from pillsnap.config import PillsnapConfig
-from pillsnap.config.cli import add_config_args, parse_args
+from pillsnap.config.cli import add_config_args, parse_args, run_with_config
 from pillsnap.errors import ConfigError, ServerError
 from pillsnap.serve.triton_server import (
     Ports,
