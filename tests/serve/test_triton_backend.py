@@ -3,14 +3,18 @@
 Backend down (nothing listens on its port) -> /ready and /predict answer 503 with a clear
 message while /health stays 200; when the real tritonserver starts on exactly that port, the
 same proxy recovers by itself and answers as the embedded backend does for the same photo;
-when Triton stops, 503 again. Triton that accepts connections but never answers -> 503
+when Triton is stopped (SIGSTOP), /ready is 503 within a second; when Triton stops, 503
+again. Triton that accepts connections but never answers -> 503
 ``backend_timeout`` (a plain listening socket: real, and no server can be made that slow).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +86,10 @@ def test_backend_down_is_503_then_recovers(triton_proxy: tuple[LiveServer, int],
     spare = free_ports()
     launch = TritonLaunch(many_repo, Ports(port, spare.grpc, spare.metrics),
                           startup_timeout_s=90.0, exit_timeout_s=1)
-    with TritonServer(launch), LiveServer(create_app(api_settings(many_export))) as embedded:
+    with TritonServer(launch) as triton, \
+            LiveServer(create_app(api_settings(many_export))) as embedded:
         assert httpx.get(f"{proxy.url}/ready").status_code == 200
+        _hung_triton_is_a_quick_503(proxy.url, triton)
         for pipeline in ("single", "combo"):
             data = pill_photos[pipeline].read_bytes()
             up = _predict(proxy.url, data, pipeline)
@@ -104,6 +110,23 @@ def test_backend_down_is_503_then_recovers(triton_proxy: tuple[LiveServer, int],
     assert down.status_code == 503 and down.json()["kind"] == "backend_unavailable", down.text
     assert httpx.get(f"{proxy.url}/ready").status_code == 503
     assert httpx.get(f"{proxy.url}/health").status_code == 200
+
+
+def _hung_triton_is_a_quick_503(url: str, triton: TritonServer) -> None:
+    """A stopped tritonserver (SIGSTOP: the port still accepts, nothing answers): /ready
+    says 503 within serve.ready_timeout_s (1 s), not the 5 s predict timeout, and 200 again
+    once Triton runs on."""
+    assert triton.child is not None
+    os.kill(triton.child.pid, signal.SIGSTOP)
+    try:
+        started = time.perf_counter()
+        hung = httpx.get(f"{url}/ready", timeout=10)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.kill(triton.child.pid, signal.SIGCONT)
+    assert hung.status_code == 503 and "did not answer within 1 s" in hung.json()["detail"]
+    assert elapsed < 3.0, elapsed
+    assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
 
 
 def test_triton_timeout_is_503(pill_photos: Photos) -> None:
