@@ -12,6 +12,7 @@ pub mod prefetch;
 pub mod prepare;
 pub mod probe;
 pub mod resize;
+pub mod rng;
 pub mod sample;
 #[cfg(test)]
 mod testutil;
