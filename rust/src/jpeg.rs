@@ -1,6 +1,6 @@
 //! JPEG decoding that reads only the pixels a crop needs, and the matching encoder.
 //!
-//! FFCV decodes every JPEG in full and then crops. [`JpegDecoder::decode_crop_scaled`] instead
+//! FFCV decodes every JPEG in full and then crops. [`JpegDecoder::decode_window`] instead
 //! asks libjpeg-turbo (TurboJPEG 3) for a cropping region, so rows below the crop are never
 //! entropy-decoded, rows above it are entropy-decoded but not transformed, and columns
 //! outside it skip the IDCT, upsampling and colour conversion. When the crop is much larger
@@ -203,18 +203,6 @@ pub enum ScalePolicy {
     Eighths,
 }
 
-/// libjpeg-turbo's speed-for-accuracy switches. Both off by default: the same settings as
-/// PIL, so reference comparisons hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DecodeOptions {
-    /// `TJPARAM_FASTDCT`: the fast integer IDCT (slightly less accurate).
-    pub fast_dct: bool,
-    /// `TJPARAM_FASTUPSAMPLE`: nearest-neighbour chroma upsampling (and, for 4:2:0/4:2:2,
-    /// libjpeg's merged upsampling + colour conversion) instead of triangular "fancy"
-    /// upsampling.
-    pub fast_upsample: bool,
-}
-
 /// A per-thread JPEG decoder: owns one TurboJPEG instance and a scratch buffer, both reused
 /// across images. `Send` but not `Sync`: give each worker thread its own.
 pub struct JpegDecoder {
@@ -258,19 +246,6 @@ impl JpegDecoder {
             factors,
             scratch: Vec::new(),
         })
-    }
-
-    /// Switches libjpeg-turbo's speed/accuracy trade-offs for the following decodes.
-    pub fn set_options(&mut self, options: DecodeOptions) -> Result<(), Error> {
-        let h = &mut self.handle;
-        h.set(sys::TJPARAM_TJPARAM_FASTDCT, i32::from(options.fast_dct))
-            .and_then(|()| {
-                h.set(
-                    sys::TJPARAM_TJPARAM_FASTUPSAMPLE,
-                    i32::from(options.fast_upsample),
-                )
-            })
-            .map_err(|e| Error::internal(e.message))
     }
 
     /// Reads the header of `data` without decoding pixels.
@@ -317,23 +292,25 @@ impl JpegDecoder {
         Ok(header)
     }
 
-    /// Decodes the whole image to packed RGB: `(pixels, width, height)`. This is the
-    /// full-decode baseline and the path for callers that need every pixel.
-    pub fn decode_rgb(&mut self, data: &[u8]) -> Result<(Vec<u8>, u32, u32), Error> {
-        let mut out = Vec::new();
-        let (w, h) = self.decode_rgb_into(data, &mut out)?;
-        Ok((out, w, h))
-    }
-
-    /// As [`JpegDecoder::decode_rgb`], reusing `out` (resized to `width * height * 3`).
+    /// Decodes the whole image to packed RGB in `out` (resized to `width * height * 3`);
+    /// returns `(width, height)`. This is the full-decode baseline and the path for callers
+    /// that need every pixel.
     pub fn decode_rgb_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(u32, u32), Error> {
         let header = self.prepare_full(data)?;
         out.resize(header.width as usize * header.height as usize * 3, 0);
         self.handle.decompress_rgb(data, out).map_err(corrupt)
     }
 
-    /// As [`JpegDecoder::decode_rgb`], into a caller's slice of exactly `width * height * 3`
-    /// bytes (read the size with [`JpegDecoder::header`] first).
+    /// The tests' shorthand for [`JpegDecoder::decode_rgb_into`]: `(pixels, width, height)`.
+    #[cfg(test)]
+    pub fn decode_rgb(&mut self, data: &[u8]) -> Result<(Vec<u8>, u32, u32), Error> {
+        let mut out = Vec::new();
+        let (w, h) = self.decode_rgb_into(data, &mut out)?;
+        Ok((out, w, h))
+    }
+
+    /// As [`JpegDecoder::decode_rgb_into`], into a caller's slice of exactly
+    /// `width * height * 3` bytes (read the size with [`JpegDecoder::header`] first).
     pub fn decode_rgb_to(&mut self, data: &[u8], dst: &mut [u8]) -> Result<(u32, u32), Error> {
         let header = self.prepare_full(data)?;
         let needed = header.width as usize * header.height as usize * 3;
@@ -378,20 +355,10 @@ impl JpegDecoder {
     }
 
     /// Decodes only the region of `data` under `crop` (source pixels), DCT-scaled as far as
-    /// `target_w` x `target_h` allows; see [`Window`] for what comes back.
-    pub fn decode_crop_scaled(
-        &mut self,
-        data: &[u8],
-        crop: CropRect,
-        target_w: u32,
-        target_h: u32,
-    ) -> Result<Window<'_>, Error> {
-        self.decode_window(data, crop, 0.0, target_w, target_h)
-    }
-
-    /// As [`JpegDecoder::decode_crop_scaled`], but the view also keeps up to `halo` source
-    /// pixels around the crop (clipped to the image), for resampling filters that should
-    /// see past the crop edge (resize-then-centre-crop semantics).
+    /// `target_w` x `target_h` allows; see [`Window`] for what comes back. The view also
+    /// keeps up to `halo` source pixels around the crop (clipped to the image), for
+    /// resampling filters that should see past the crop edge (resize-then-centre-crop
+    /// semantics); 0 keeps just the crop.
     pub fn decode_window(
         &mut self,
         data: &[u8],
@@ -702,7 +669,7 @@ mod tests {
             for (x, y, w, h) in crops {
                 let rect = CropRect::new(f64::from(x), f64::from(y), f64::from(w), f64::from(h));
                 // A target as large as the crop rules out DCT scaling.
-                let win = dec.decode_crop_scaled(&jpeg, rect, w, h)?;
+                let win = dec.decode_window(&jpeg, rect, 0.0, w, h)?;
                 assert_eq!(win.scale, ScalingFactor::ONE);
                 assert_eq!((win.view_w, win.view_h), (w, h));
                 assert_eq!(
@@ -753,7 +720,7 @@ mod tests {
         let jpeg = JpegEncoder::new()?.encode_rgb(&rgb, 1920, 1600, 90, Subsampling::S420)?;
         let mut dec = JpegDecoder::new()?;
         let crop = CropRect::new(301.0, 157.0, 1000.0, 900.0);
-        let win = dec.decode_crop_scaled(&jpeg, crop, 384, 384)?;
+        let win = dec.decode_window(&jpeg, crop, 0.0, 384, 384)?;
         assert_eq!(win.scale, ScalingFactor { num: 1, denom: 2 });
         // Scaled crop: x 150.5, y 78.5, 500 x 450; view = pixels 150..651 x 78..529.
         assert_eq!((win.view_w, win.view_h), (501, 451));
@@ -776,7 +743,7 @@ mod tests {
         assert_eq!(dec.header(&jpeg)?.colorspace, ColorSpace::Ycck);
         for result in [
             dec.decode_rgb(&jpeg).map(|_| ()),
-            dec.decode_crop_scaled(&jpeg, CropRect::full(32, 16), 8, 8)
+            dec.decode_window(&jpeg, CropRect::full(32, 16), 0.0, 8, 8)
                 .map(|_| ()),
         ] {
             assert!(
@@ -819,12 +786,12 @@ mod tests {
                 matches!(full, Err(Error::CorruptJpeg { .. })),
                 "{name}: {full:?}"
             );
-            let win = dec.decode_crop_scaled(&data, tall, 224, 224).map(|_| ());
+            let win = dec.decode_window(&data, tall, 0.0, 224, 224).map(|_| ());
             assert!(
                 matches!(win, Err(Error::CorruptJpeg { .. })),
                 "{name}: {win:?}"
             );
-            let _ = dec.decode_crop_scaled(&data, small, 64, 64).map(|_| ());
+            let _ = dec.decode_window(&data, small, 0.0, 64, 64).map(|_| ());
         }
         // The decoder is still usable after errors.
         assert_eq!(dec.decode_rgb(&jpeg)?.1, W);
@@ -841,7 +808,7 @@ mod tests {
             CropRect::new(-1.0, 0.0, 10.0, 10.0),
             CropRect::new(0.0, 0.0, f64::NAN, 10.0),
         ] {
-            let result = dec.decode_crop_scaled(&jpeg, crop, 10, 10).map(|_| ());
+            let result = dec.decode_window(&jpeg, crop, 0.0, 10, 10).map(|_| ());
             assert!(
                 matches!(result, Err(Error::InvalidArgument { .. })),
                 "{crop:?}"

@@ -285,10 +285,6 @@ impl<S: SampleSource> Loader<S> {
         Ok(self.lock()?.stats.clone())
     }
 
-    pub fn config(&self) -> &LoaderConfig {
-        &self.shared.cfg
-    }
-
     /// The source the threads read from.
     pub fn source(&self) -> &S {
         &self.shared.source
@@ -535,7 +531,7 @@ mod tests {
     /// Every (label, first pixel byte) the loader hands out in one epoch, batch by batch.
     fn run_epoch(h: &Harness, epoch: u64) -> Result<Vec<Vec<i64>>, Error> {
         h.loader.start_epoch(epoch)?;
-        let cfg = h.loader.config().clone();
+        let cfg = h.loader.shared.cfg.clone();
         let mut out = Vec::new();
         while let Some(batch) = h.loader.next_batch(Duration::from_secs(10))? {
             let base = batch.slot * cfg.batch_size;

@@ -213,11 +213,6 @@ impl PackWriter {
         self.dropped
     }
 
-    /// The pack this writer will produce.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends one record at the next page boundary; returns its record number.
     pub fn add(&mut self, record: &RecordInput<'_>) -> Result<u64, Error> {
         self.usable()?;
