@@ -87,9 +87,11 @@ pub enum Error {
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
 
-    /// A bounded wait ran out; callers retry after checking for Ctrl-C.
-    #[error("timed out")]
-    Timeout,
+    /// The prefetching loader cannot go on: a run of unreadable records, a worker that
+    /// panicked, its state poisoned, or use in a process it was not created in. `reason`
+    /// is the whole message (it already says what happened).
+    #[error("{reason}")]
+    Loader { reason: String },
 }
 
 /// Which part of a pack failed its checksum.
@@ -159,6 +161,12 @@ impl Error {
         }
     }
 
+    pub fn loader(reason: impl Into<String>) -> Self {
+        Error::Loader {
+            reason: reason.into(),
+        }
+    }
+
     /// The file this error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -176,7 +184,7 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::IndexOutOfRange { .. }
             | Error::Internal { .. }
-            | Error::Timeout => None,
+            | Error::Loader { .. } => None,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::pack::{
     Storage, WriterOptions,
 };
 use crate::pack_source::{Mode, PackSource};
-use crate::prefetch::{Loader, LoaderConfig, SampleSource};
+use crate::prefetch::{Loader, LoaderConfig, NextBatch, SampleSource};
 use crate::prepare::{prepare_many, PrepareOptions, SourceItem};
 use crate::probe::{self, ImageInfo, Prober};
 use crate::resize::Layout;
@@ -403,9 +403,8 @@ fn exception_instance<'py>(py: Python<'py>, err: &Error) -> PyResult<Bound<'py, 
             .into_value(py)
             .into_bound(py)
             .into_any()),
-        Error::Internal { .. } | Error::Timeout => {
-            errors.getattr("PillsnapError")?.call1((err.to_string(),))
-        }
+        Error::Loader { .. } => errors.getattr("LoaderError")?.call1((err.to_string(),)),
+        Error::Internal { .. } => errors.getattr("PillsnapError")?.call1((err.to_string(),)),
     }
 }
 
@@ -1057,13 +1056,10 @@ impl PyPackLoader {
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<(usize, usize)>> {
         self.same_process()?;
         loop {
-            match py.detach(|| self.loader.next_batch(Duration::from_millis(100))) {
-                Ok(batch) => return Ok(batch.map(|b| (b.slot, b.len))),
-                Err(Error::Timeout) => py.check_signals()?,
-                Err(Error::Internal { reason }) => {
-                    return Err(loader_error(py, &reason));
-                }
-                Err(other) => return Err(other.into()),
+            match py.detach(|| self.loader.next_batch(Duration::from_millis(100)))? {
+                NextBatch::Ready(batch) => return Ok(Some((batch.slot, batch.len))),
+                NextBatch::EpochDone => return Ok(None),
+                NextBatch::NotYet => py.check_signals()?,
             }
         }
     }
@@ -1103,13 +1099,11 @@ impl PyPackLoader {
         if std::process::id() == self.pid {
             return Ok(());
         }
-        Python::attach(|py| {
-            Err(loader_error(
-                py,
-                "this PackLoader was created in another process and its threads did not survive \
-                 fork(); create the loader in the process that iterates it",
-            ))
-        })
+        Err(Error::loader(
+            "this PackLoader was created in another process and its threads did not survive \
+             fork(); create the loader in the process that iterates it",
+        )
+        .into())
     }
 }
 
@@ -1129,17 +1123,6 @@ fn train_augment(crop_scale: (f64, f64), hflip: f64) -> PyResult<TrainAugment> {
     augment.crop.scale = crop_scale;
     augment.flip_p = hflip;
     Ok(augment)
-}
-
-fn loader_error(py: Python<'_>, reason: &str) -> PyErr {
-    let made = py
-        .import("pillsnap.errors")
-        .and_then(|m| m.getattr("LoaderError"))
-        .and_then(|class| class.call1((reason,)));
-    match made {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(import_failure) => import_failure,
-    }
 }
 
 fn num_cpus() -> usize {
