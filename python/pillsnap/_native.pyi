@@ -1,4 +1,4 @@
-"""Typed stubs for the Rust extension ``pillsnap._native`` (source: ``rust/src/python.rs``).
+"""Typed stubs for the Rust extension ``pillsnap._native`` (source: ``rust/src/python/``).
 
 Errors are the classes of :mod:`pillsnap.errors`: ``NativeIOError`` (also an ``OSError``, with
 ``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError``,

@@ -1,7 +1,8 @@
 //! The crate's one error type.
 //!
-//! Every fallible function in the pure-Rust core returns [`Error`]; `python.rs` holds the one
-//! conversion into the exception classes of `pillsnap.errors`, chosen by variant.
+//! Every fallible function in the pure-Rust core returns [`Error`], and so does every check
+//! of the binding layer; `python/errors.rs` holds the one conversion into Python exceptions
+//! (the classes of `pillsnap.errors`, `IndexError`, `TypeError`), chosen by variant.
 
 use std::any::Any;
 use std::io;
@@ -75,13 +76,20 @@ pub enum Error {
     #[error("{}: unusable pack journal: {reason}", path.display())]
     PackJournal { path: PathBuf, reason: String },
 
-    /// A caller passed a value the engine cannot accept (a bad class hash, a payload over 4 GiB).
+    /// A caller passed a value the engine cannot accept (a bad class hash, a payload over 4 GiB,
+    /// a writer used after `finish`).
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
 
-    /// A record number past the end of a pack.
+    /// A caller passed a value of the wrong kind (a list where a tuple is needed); `reason`
+    /// is the whole message.
+    #[error("{reason}")]
+    WrongType { reason: String },
+
+    /// A record number past the end of a pack. `index` is what the caller asked for: wide
+    /// enough for a record number (u64) and a Python index (negative counts from the end).
     #[error("record {index} is out of range for a pack of {len} records")]
-    IndexOutOfRange { index: u64, len: u64 },
+    IndexOutOfRange { index: i128, len: u64 },
 
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
@@ -182,6 +190,7 @@ impl Error {
             Error::CorruptJpeg { .. }
             | Error::UnsupportedJpeg { .. }
             | Error::InvalidArgument { .. }
+            | Error::WrongType { .. }
             | Error::IndexOutOfRange { .. }
             | Error::Internal { .. }
             | Error::Loader { .. } => None,
