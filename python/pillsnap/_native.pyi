@@ -99,7 +99,7 @@ def probe_images(
     chunks of 4096 paths.
     """
 
-# --- JPEG decode and augment (source: rust/src/{jpeg,augment,resize,sample}.rs) -------------
+# --- JPEG decode and augment (source: rust/src/jpeg/, {augment,resize,sample}.rs) -----------
 # `out` buffers: any writable, C-contiguous uint8 buffer (numpy array, bytearray,
 # ``torch_tensor.numpy()``) of exactly the size the output needs; anything else raises
 # ``InvalidArgumentError`` (a ``ValueError``). Decoding releases the GIL; each calling thread

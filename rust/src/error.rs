@@ -28,7 +28,7 @@ pub enum Error {
     UnsupportedFormat { path: PathBuf, reason: String },
 
     /// JPEG bytes in memory (a pack record, an upload) are broken or truncated; libjpeg-turbo
-    /// warnings count as corruption here (see `jpeg.rs`).
+    /// warnings count as corruption here (see `jpeg/decode.rs`).
     #[error("corrupt JPEG data: {reason}")]
     CorruptJpeg { reason: String },
 
