@@ -171,7 +171,7 @@ impl PyPackWriter {
 impl PyPackWriter {
     #[new]
     #[pyo3(signature = (
-        path, storage = "jpeg", *, class_hash, metadata_json = "{}".to_owned(), resume = false,
+        path, storage = "jpeg", *, class_hash, metadata_json = "{}", resume = false,
         checkpoint_every = 256
     ))]
     fn new(
@@ -179,11 +179,11 @@ impl PyPackWriter {
         path: PathBuf,
         storage: &str,
         class_hash: String,
-        metadata_json: String,
+        metadata_json: &str,
         resume: bool,
         checkpoint_every: u32,
     ) -> PyResult<Self> {
-        let parsed = py.import("json")?.call_method1("loads", (&metadata_json,));
+        let parsed = py.import("json")?.call_method1("loads", (metadata_json,));
         if !parsed.is_ok_and(|v| v.is_instance_of::<PyDict>()) {
             return Err(Error::invalid(format!(
                 "metadata_json must be a JSON object, got {metadata_json:?}"
@@ -191,7 +191,7 @@ impl PyPackWriter {
             .into());
         }
         let mut options = WriterOptions::new(Storage::parse(storage)?, class_hash);
-        options.metadata_json = metadata_json;
+        options.metadata_json = metadata_json.to_owned();
         options.resume = resume;
         options.checkpoint_every = checkpoint_every;
         let writer = py.detach(|| {
@@ -237,12 +237,7 @@ impl PyPackWriter {
         self.dropped_on_resume
     }
 
-    // `boxes` defaults to an empty list; the text signature says `()` because pyo3 cannot
-    // render a Rust default, and the stub says the same.
-    #[pyo3(
-        signature = (payload, width, height, label, boxes = Vec::new(), source_id = 0),
-        text_signature = "(self, /, payload, width, height, label, boxes=(), source_id=0)"
-    )]
+    #[pyo3(signature = (payload, width, height, label, boxes = Vec::new(), source_id = 0))]
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
