@@ -274,12 +274,10 @@ impl<S: SampleSource> Loader<S> {
             return Ok(NextBatch::EpochDone);
         }
         if st.returned - st.released >= self.shared.cfg.ring {
-            return Err(Error::InvalidArgument {
-                reason: format!(
-                    "all {} ring slots are handed out: release a batch before asking for the next",
-                    self.shared.cfg.ring
-                ),
-            });
+            return Err(Error::invalid(format!(
+                "all {} ring slots are handed out: release a batch before asking for the next",
+                self.shared.cfg.ring
+            )));
         }
         let number = st.returned;
         let slot = number % self.shared.cfg.ring;
@@ -303,9 +301,7 @@ impl<S: SampleSource> Loader<S> {
     pub fn release(&self) -> Result<(), Error> {
         let mut st = self.lock()?;
         if st.released >= st.returned {
-            return Err(Error::InvalidArgument {
-                reason: "release() without a batch handed out".into(),
-            });
+            return Err(Error::invalid("release() without a batch handed out"));
         }
         let slot = st.released % self.shared.cfg.ring;
         st.done[slot] = 0;
@@ -345,16 +341,13 @@ impl<S: SampleSource> Drop for Loader<S> {
 }
 
 fn validate(cfg: &LoaderConfig) -> Result<(), Error> {
-    let bad = |reason: &str| {
-        Err(Error::InvalidArgument {
-            reason: reason.into(),
-        })
-    };
     if cfg.batch_size == 0 || cfg.threads == 0 || cfg.ring == 0 || cfg.sample_bytes == 0 {
-        return bad("batch_size, threads, ring and sample_bytes must be positive");
+        return Err(Error::invalid(
+            "batch_size, threads, ring and sample_bytes must be positive",
+        ));
     }
     if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
-        return bad("rank must be in 0..world_size");
+        return Err(Error::invalid("rank must be in 0..world_size"));
     }
     Ok(())
 }
