@@ -103,9 +103,9 @@ def exported(trained: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def native_module() -> object:
     """``pillsnap._native`` (the Rust extension)."""
-    from pillsnap.native import native
+    from pillsnap.native import _native
 
-    return native()
+    return _native
 
 
 # ------------------------------------------------------------------------------ Triton

@@ -1,36 +1,60 @@
-"""Typed stubs for the Rust extension ``pillsnap._native`` (source: ``rust/src/python.rs``).
+"""Typed stubs for the Rust extension ``pillsnap._native`` (source: ``rust/src/python/``).
 
 Errors are the classes of :mod:`pillsnap.errors`: ``NativeIOError`` (also an ``OSError``, with
 ``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError``,
-``UnsupportedImageError`` and ``PackError``; an internal bug surfaces as the base
-``PillsnapError``. Caller mistakes raise the built-in ``ValueError`` (a bad argument) and
-``IndexError`` (a record number past the end).
+``UnsupportedImageError``, ``PackError`` and ``LoaderError``; an internal bug surfaces as the
+base ``PillsnapError``. Caller mistakes raise ``InvalidArgumentError`` (a ``ValueError``: a bad
+argument), the built-in ``IndexError`` (a record number past the end) and ``TypeError``.
+
+``tests/native/test_stub.py`` checks this file against the built module (mypy's stubtest).
 """
 
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict, final
 
 from typing_extensions import Self
 
 from pillsnap.errors import PillsnapError
 
-# Stub-only aliases (not importable at run time).
-# (format, width, height, file size in bytes)
-ImageInfo: TypeAlias = tuple[Literal["png", "jpeg"], int, int, int]
-# (x, y, w, h, label): a box in the stored image's pixels and the class index of its pill.
-Box: TypeAlias = tuple[float, float, float, float, int]
-# (payload, width, height, label[, boxes[, source_id]])
-RecordTuple: TypeAlias = (
-    tuple[bytes, int, int, int]
-    | tuple[bytes, int, int, int, Sequence[Box]]
-    | tuple[bytes, int, int, int, Sequence[Box], int]
-)
-StorageName: TypeAlias = Literal["jpeg", "raw_rgb"]
+__all__ = [
+    "PackLoader",
+    "PackReader",
+    "PackWriter",
+    "__version__",
+    "crop_params_eval",
+    "crop_params_train",
+    "decode_crop",
+    "decode_eval_sample",
+    "decode_full",
+    "decode_train_sample",
+    "encode_jpeg",
+    "jpeg_header",
+    "prepare_records",
+    "probe_image",
+    "probe_images",
+    "version",
+]
 
-class PackSummary(TypedDict):
+# A default written `...` below is one the module's signature cannot show (pyo3 renders only
+# plain literals); its comment gives the value.
+
+# Stub-only names (not importable at run time), hence private.
+# (format, width, height, file size in bytes)
+_ImageInfo: TypeAlias = tuple[Literal["png", "jpeg"], int, int, int]
+# (x, y, w, h, label): a box in the stored image's pixels and the class index of its pill.
+_Box: TypeAlias = tuple[float, float, float, float, int]
+# (payload, width, height, label[, boxes[, source_id]])
+_RecordTuple: TypeAlias = (
+    tuple[bytes, int, int, int]
+    | tuple[bytes, int, int, int, Sequence[_Box]]
+    | tuple[bytes, int, int, int, Sequence[_Box], int]
+)
+_StorageName: TypeAlias = Literal["jpeg", "raw_rgb"]
+
+class _PackSummary(TypedDict):
     path: Path
     records: int
     boxes: int
@@ -40,9 +64,9 @@ class PackSummary(TypedDict):
     resumed_records: int  # records found in the journal at open
     dropped_on_resume: int  # journal records whose bytes were missing or damaged
 
-class PackHeader(TypedDict):
+class _PackHeader(TypedDict):
     version: int
-    storage: StorageName
+    storage: _StorageName
     class_hash: str
     records: int
     boxes: int
@@ -52,17 +76,22 @@ class PackHeader(TypedDict):
     file_bytes: int
     metadata: dict[str, Any]
 
-class RecordMeta(TypedDict):
+class _RecordMeta(TypedDict):
     width: int
     height: int
     label: int  # -1: none (e.g. a combination image labelled by its boxes)
-    boxes: list[Box]
+    boxes: list[_Box]
     source_id: int  # the manifest row
     offset: int  # byte offset in the file, a multiple of 4096
     length: int
     checksum: int  # zlib.crc32 of the payload
 
-class AdviseReport(TypedDict):
+class _LoaderStats(TypedDict):
+    samples: int
+    skipped: int  # records that could not be read and were replaced by the next ones
+    last_error: str | None
+
+class _AdviseReport(TypedDict):
     policy: Literal["none", "hotset"]
     willneed: bool
     lock_requested: int
@@ -74,7 +103,7 @@ __version__: str
 def version() -> str:
     """The version of the native crate; matches ``pillsnap.__version__`` in a consistent build."""
 
-def probe_image(path: str | os.PathLike[str]) -> ImageInfo:
+def probe_image(path: str | os.PathLike[str]) -> _ImageInfo:
     """Check one PNG or JPEG without decoding it, reading only its head and tail.
 
     Catches bad signatures, broken headers and truncated files (missing PNG ``IEND`` or JPEG
@@ -88,7 +117,7 @@ def probe_image(path: str | os.PathLike[str]) -> ImageInfo:
 
 def probe_images(
     paths: Sequence[str | os.PathLike[str]], threads: int = 0
-) -> list[ImageInfo | PillsnapError]:
+) -> list[_ImageInfo | PillsnapError]:
     """Probe many files in parallel on ``threads`` threads (0: all cores), order preserved.
 
     Reading from a cold disk is I/O bound: more threads than cores (e.g. 16) help there.
@@ -99,15 +128,15 @@ def probe_images(
     chunks of 4096 paths.
     """
 
-# --- JPEG decode and augment (source: rust/src/{jpeg,augment,resize,sample}.rs) -------------
+# --- JPEG decode and augment (source: rust/src/jpeg/, {augment,resize,sample}.rs) -----------
 # `out` buffers: any writable, C-contiguous uint8 buffer (numpy array, bytearray,
 # ``torch_tensor.numpy()``) of exactly the size the output needs; anything else raises
 # ``InvalidArgumentError`` (a ``ValueError``). Decoding releases the GIL; each calling thread
 # keeps its own decoder. Broken JPEG bytes raise ``CorruptImageError`` (libjpeg-turbo warnings
 # count as corruption), CMYK / 12-bit / lossless JPEGs ``UnsupportedImageError``.
 
-Layout: TypeAlias = Literal["hwc", "chw"]
-Subsampling: TypeAlias = Literal["4:4:4", "4:2:2", "4:2:0", "gray"]
+_Layout: TypeAlias = Literal["hwc", "chw"]
+_Subsampling: TypeAlias = Literal["4:4:4", "4:2:2", "4:2:0", "gray"]
 
 def jpeg_header(data: bytes) -> tuple[int, int, str]:
     """``(width, height, subsampling)`` of JPEG bytes, from the header alone.
@@ -123,7 +152,7 @@ def decode_train_sample(
     epoch: int,
     index: int,
     out: object,
-    layout: Layout = "hwc",
+    layout: _Layout = "hwc",
     full_decode: bool = False,
 ) -> tuple[int, int, int, int, bool]:
     """One training sample: ``RandomResizedCrop(size)`` (torchvision defaults) + flip (p=0.5).
@@ -136,7 +165,7 @@ def decode_train_sample(
     """
 
 def decode_eval_sample(
-    data: bytes, size: int, out: object, layout: Layout = "hwc"
+    data: bytes, size: int, out: object, layout: _Layout = "hwc"
 ) -> tuple[float, float, float, float]:
     """``Resize(int(size / 0.875))`` then ``CenterCrop(size)`` into ``out``, decoding only the
     source region that reaches the output. Returns that region ``(x, y, w, h)`` (fractional).
@@ -152,7 +181,7 @@ def decode_crop(
     out_h: int,
     flip: bool,
     out: object,
-    layout: Layout = "hwc",
+    layout: _Layout = "hwc",
 ) -> None:
     """Crop ``(x, y, w, h)`` (source pixels), resize to ``out_w`` x ``out_h`` (bilinear,
     antialiased, crop-then-resize), mirror when ``flip``, into ``out``."""
@@ -166,7 +195,7 @@ def encode_jpeg(
     width: int,
     height: int,
     quality: int = 90,
-    subsampling: Subsampling = "4:2:0",
+    subsampling: _Subsampling = "4:2:0",
     progressive: bool = False,
 ) -> bytes:
     """Encode packed RGB (``height * width * 3`` uint8, any buffer) as a JPEG."""
@@ -179,6 +208,7 @@ def crop_params_train(
 
 def crop_params_eval(width: int, height: int, size: int) -> tuple[float, float, float, float]:
     """The source region ``(x, y, w, h)`` that :func:`decode_eval_sample` uses."""
+@final
 class PackWriter:
     """Writes a pack: page-aligned, checksummed records, then the index and a header.
 
@@ -206,16 +236,16 @@ class PackWriter:
     or deleting the writer) keeps the journal, so a rerun with ``resume=True`` goes on.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str | os.PathLike[str],
-        storage: StorageName = "jpeg",
+        storage: _StorageName = "jpeg",
         *,
         class_hash: str,
         metadata_json: str = "{}",
         resume: bool = False,
         checkpoint_every: int = 256,
-    ) -> None: ...
+    ) -> Self: ...
     def __len__(self) -> int:
         """Records written so far, including those resumed from the journal."""
     @property
@@ -233,7 +263,7 @@ class PackWriter:
         width: int,
         height: int,
         label: int,
-        boxes: Sequence[Box] = [],
+        boxes: Sequence[_Box] = ...,  # none
         source_id: int = 0,
     ) -> int:
         """Append one encoded record at the next page boundary; returns its record number.
@@ -247,14 +277,14 @@ class PackWriter:
         """
     def last_source_id(self) -> int | None:
         """The source id of the last record written: where a resumed run picks up its inputs."""
-    def add_many(self, records: Iterable[RecordTuple]) -> int:
+    def add_many(self, records: Iterable[_RecordTuple]) -> int:
         """Append many records with the GIL released; returns the first one's record number.
 
         Ctrl-C is checked every 256 records. If one record is bad, those before it stay
         written and the ``ValueError`` names its position in the batch; an item that is not
         a tuple is a ``TypeError`` (raised before anything is written).
         """
-    def finish(self) -> PackSummary:
+    def finish(self) -> _PackSummary:
         """Write index, metadata and header, fsync, rename into place, delete the journal.
 
         The writer is closed afterwards, also when this raises (disk full, say): the journal
@@ -275,6 +305,7 @@ class PackWriter:
         tb: TracebackType | None = None,
     ) -> bool: ...
 
+@final
 class PackReader:
     """A read-only memory map of a pack, validated at open.
 
@@ -288,21 +319,21 @@ class PackReader:
         NativeIOError: the file cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    def __new__(cls, path: str | os.PathLike[str]) -> Self: ...
     def __len__(self) -> int: ...
     @property
     def path(self) -> Path: ...
     @property
     def size_bytes(self) -> int:
         """File size in bytes."""
-    def header(self) -> PackHeader:
+    def header(self) -> _PackHeader:
         """Header fields, with the metadata JSON parsed."""
     def record(self, i: int) -> bytes:
         """A copy of record ``i``'s payload (negative ``i`` counts from the end).
 
         Not checksummed here: call :meth:`verify` (loaders do, and skip bad records).
         """
-    def meta(self, i: int) -> RecordMeta:
+    def meta(self, i: int) -> _RecordMeta:
         """Record ``i``'s index entry and boxes."""
     def labels(self) -> list[int]:
         """Every record's label, in order."""
@@ -310,7 +341,7 @@ class PackReader:
         """Whether record ``i``'s payload still matches its checksum."""
     def verify_all(self, threads: int = 0) -> list[int]:
         """Check every payload on ``threads`` threads (0: all cores); the bad records, sorted."""
-    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> AdviseReport:
+    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> _AdviseReport:
         """Set the page-cache policy of the record data.
 
         ``"hotset"``: ``madvise(MADV_WILLNEED)`` on the data, and ``mlock`` of its first
@@ -322,6 +353,7 @@ class PackReader:
     def warm(self, threads: int = 0) -> int:
         """Read one byte of every page now (in parallel, GIL released); returns bytes covered."""
 
+@final
 class PackLoader:
     """The prefetching loader behind ``pillsnap.data.loader.PackLoader`` (use that).
 
@@ -331,8 +363,8 @@ class PackLoader:
     run of records cannot be read.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str | os.PathLike[str],
         images: object,
         labels: object,
@@ -349,9 +381,9 @@ class PackLoader:
         world_size: int = 1,
         layout: Literal["hwc", "chw"] = "hwc",
         max_substitutes: int = 8,
-        crop_scale: tuple[float, float] = (0.08, 1.0),
+        crop_scale: tuple[float, float] = ...,  # (0.08, 1.0), torchvision's
         hflip: float = 0.5,
-    ) -> None: ...
+    ) -> Self: ...
     def __len__(self) -> int:
         """Records in the pack."""
     def batches_per_epoch(self) -> int: ...
@@ -362,20 +394,20 @@ class PackLoader:
         the GIL released and lets Ctrl-C through."""
     def release(self) -> None:
         """Give the oldest handed-out batch's slot back to the threads."""
-    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> AdviseReport:
+    def advise(self, policy: Literal["none", "hotset"], lock_bytes: int = 0) -> _AdviseReport:
         """The cache policy on the mapping the threads read."""
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> _LoaderStats:
         """``{"samples", "skipped", "last_error"}``."""
 
 def prepare_records(
     items: Sequence[tuple[str | os.PathLike[str], tuple[float, float, float, float] | None,
-                          Sequence[Box]]],
+                          Sequence[_Box]]],
     *,
     short_side: int,
     quality: int = 90,
-    storage: StorageName = "jpeg",
+    storage: _StorageName = "jpeg",
     threads: int = 0,
-) -> list[tuple[bytes, int, int, list[Box]] | PillsnapError]:
+) -> list[tuple[bytes, int, int, list[_Box]] | PillsnapError]:
     """Decode (PNG or JPEG), crop, shrink to ``short_side`` (never enlarge) and encode each
     source for a pack, in parallel with the GIL released; a bad source yields its exception
     instance (not raised)."""

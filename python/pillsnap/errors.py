@@ -1,7 +1,7 @@
 """Every exception PillSnap raises on purpose.
 
 The Rust extension maps its one error enum onto these classes by name (see
-``rust/src/python.rs``), so Python code catches the same types whichever side failed.
+``rust/src/python/errors.rs``), so Python code catches the same types whichever side failed.
 """
 
 from __future__ import annotations

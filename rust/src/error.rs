@@ -1,7 +1,8 @@
 //! The crate's one error type.
 //!
-//! Every fallible function in the pure-Rust core returns [`Error`]; `python.rs` holds the one
-//! conversion into the exception classes of `pillsnap.errors`, chosen by variant.
+//! Every fallible function in the pure-Rust core returns [`Error`], and so does every check
+//! of the binding layer; `python/errors.rs` holds the one conversion into Python exceptions
+//! (the classes of `pillsnap.errors`, `IndexError`, `TypeError`), chosen by variant.
 
 use std::any::Any;
 use std::io;
@@ -27,7 +28,7 @@ pub enum Error {
     UnsupportedFormat { path: PathBuf, reason: String },
 
     /// JPEG bytes in memory (a pack record, an upload) are broken or truncated; libjpeg-turbo
-    /// warnings count as corruption here (see `jpeg.rs`).
+    /// warnings count as corruption here (see `jpeg/decode.rs`).
     #[error("corrupt JPEG data: {reason}")]
     CorruptJpeg { reason: String },
 
@@ -75,21 +76,30 @@ pub enum Error {
     #[error("{}: unusable pack journal: {reason}", path.display())]
     PackJournal { path: PathBuf, reason: String },
 
-    /// A caller passed a value the engine cannot accept (a bad class hash, a payload over 4 GiB).
+    /// A caller passed a value the engine cannot accept (a bad class hash, a payload over 4 GiB,
+    /// a writer used after `finish`).
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
 
-    /// A record number past the end of a pack.
+    /// A caller passed a value of the wrong kind (a list where a tuple is needed); `reason`
+    /// is the whole message.
+    #[error("{reason}")]
+    WrongType { reason: String },
+
+    /// A record number past the end of a pack. `index` is what the caller asked for: wide
+    /// enough for a record number (u64) and a Python index (negative counts from the end).
     #[error("record {index} is out of range for a pack of {len} records")]
-    IndexOutOfRange { index: u64, len: u64 },
+    IndexOutOfRange { index: i128, len: u64 },
 
     /// A bug in the engine (a caught panic) or the OS refusing to start worker threads.
     #[error("internal error in pillsnap._native: {reason}")]
     Internal { reason: String },
 
-    /// A bounded wait ran out; callers retry after checking for Ctrl-C.
-    #[error("timed out")]
-    Timeout,
+    /// The prefetching loader cannot go on: a run of unreadable records, a worker that
+    /// panicked, its state poisoned, or use in a process it was not created in. `reason`
+    /// is the whole message (it already says what happened).
+    #[error("{reason}")]
+    Loader { reason: String },
 }
 
 /// Which part of a pack failed its checksum.
@@ -159,6 +169,12 @@ impl Error {
         }
     }
 
+    pub fn loader(reason: impl Into<String>) -> Self {
+        Error::Loader {
+            reason: reason.into(),
+        }
+    }
+
     /// The file this error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -174,9 +190,10 @@ impl Error {
             Error::CorruptJpeg { .. }
             | Error::UnsupportedJpeg { .. }
             | Error::InvalidArgument { .. }
+            | Error::WrongType { .. }
             | Error::IndexOutOfRange { .. }
             | Error::Internal { .. }
-            | Error::Timeout => None,
+            | Error::Loader { .. } => None,
         }
     }
 

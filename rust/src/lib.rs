@@ -1,7 +1,7 @@
 //! PillSnap's native data engine, imported from Python as `pillsnap._native`.
 //!
 //! The core modules are plain Rust (no pyo3), so `cargo test` runs without Python;
-//! `python.rs`, compiled only with the `python` feature, is the one binding layer.
+//! `python/`, compiled only with the `python` feature, is the one binding layer.
 
 pub mod augment;
 pub mod error;
@@ -12,6 +12,7 @@ pub mod prefetch;
 pub mod prepare;
 pub mod probe;
 pub mod resize;
+pub mod rng;
 pub mod sample;
 #[cfg(test)]
 mod testutil;

@@ -99,7 +99,7 @@ impl SampleSource for PackSource {
         let i = index as u64;
         self.reader.verify(i)?;
         let record = self.reader.record(i).ok_or(Error::IndexOutOfRange {
-            index: i,
+            index: i.into(),
             len: self.reader.len(),
         })?;
         let meta = record.meta;

@@ -15,7 +15,12 @@
 //!
 //! That protocol is what makes the one `unsafe` block sound: a (slot, position) region is
 //! written by exactly one worker while no one else reads or writes it.
+//!
+//! Errors: a loader that cannot go on (a run of unreadable records, a worker that panicked)
+//! reports [`Error::Loader`]; a batch that is not ready yet is not an error but
+//! [`NextBatch::NotYet`], so the caller can check for Ctrl-C and ask again.
 
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::rng::{SplitMix64, GOLDEN};
 
 /// Where samples come from: index -> label and pixels written into a batch slot.
 pub trait SampleSource: Send + Sync + 'static {
@@ -68,6 +74,17 @@ pub struct Batch {
     pub len: usize,
 }
 
+/// What [`Loader::next_batch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextBatch {
+    /// The next batch is in its slot, ready to read.
+    Ready(Batch),
+    /// Every batch of the epoch has been handed out.
+    EpochDone,
+    /// The wait ran out before the batch was complete: ask again.
+    NotYet,
+}
+
 /// Counters the Python side reports (skips are never fatal but always visible).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoaderStats {
@@ -77,7 +94,7 @@ pub struct LoaderStats {
 }
 
 /// The memory the consumer lent us. Raw pointers: the consumer keeps the buffers alive and
-/// unmoved for the loader's lifetime (python.rs holds the Python objects).
+/// unmoved for the loader's lifetime (python/loader.rs holds the Python objects).
 struct Buffers {
     images: *mut u8,
     labels: *mut i64,
@@ -125,7 +142,7 @@ pub struct Loader<S: SampleSource> {
 pub fn epoch_order(len: usize, cfg: &LoaderConfig, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     if cfg.shuffle {
-        let mut rng = SplitMix64::new(cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = SplitMix64::new(cfg.seed ^ epoch.wrapping_mul(GOLDEN));
         for i in (1..order.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             order.swap(i, j);
@@ -167,6 +184,22 @@ impl<S: SampleSource> Loader<S> {
         images: *mut u8,
         labels: *mut i64,
     ) -> Result<Self, Error> {
+        // SAFETY: the caller's promise about the buffers, passed on unchanged.
+        unsafe { Self::start(source, cfg, images, labels, spawn_named) }
+    }
+
+    /// [`Loader::new`] with the way threads are started as a parameter, so the tests can
+    /// make a spawn fail part-way.
+    ///
+    /// # Safety
+    /// As for [`Loader::new`].
+    unsafe fn start(
+        source: Arc<S>,
+        cfg: LoaderConfig,
+        images: *mut u8,
+        labels: *mut i64,
+        mut spawn: impl FnMut(String, WorkerBody) -> io::Result<JoinHandle<()>>,
+    ) -> Result<Self, Error> {
         validate(&cfg)?;
         let shared = Arc::new(Shared {
             source,
@@ -180,19 +213,22 @@ impl<S: SampleSource> Loader<S> {
             ready_cv: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let mut threads = Vec::with_capacity(shared.cfg.threads);
-        for n in 0..shared.cfg.threads {
-            let worker = shared.source.new_worker()?;
-            let for_thread = Arc::clone(&shared);
-            let handle = std::thread::Builder::new()
-                .name(format!("pillsnap-loader-{n}"))
-                .spawn(move || work(for_thread, worker))
-                .map_err(|e| Error::Internal {
-                    reason: format!("cannot start loader thread: {e}"),
-                })?;
-            threads.push(handle);
+        // The loader exists before its first thread starts: if a later worker or thread
+        // cannot be made, the early return drops it, and `Drop` stops and joins the threads
+        // already running (left alone, they would wait for work forever).
+        let mut loader = Loader {
+            threads: Vec::with_capacity(shared.cfg.threads),
+            shared,
+        };
+        for n in 0..loader.shared.cfg.threads {
+            let worker = loader.shared.source.new_worker()?;
+            let for_thread = Arc::clone(&loader.shared);
+            let body: WorkerBody = Box::new(move || work(for_thread, worker));
+            let handle = spawn(format!("pillsnap-loader-{n}"), body)
+                .map_err(|e| Error::internal(format!("cannot start loader thread {n}: {e}")))?;
+            loader.threads.push(handle);
         }
-        Ok(Loader { shared, threads })
+        Ok(loader)
     }
 
     /// Batches per epoch for this rank.
@@ -227,24 +263,21 @@ impl<S: SampleSource> Loader<S> {
         Ok(())
     }
 
-    /// Wait (at most `timeout`) for the next batch: `Ok(Some(batch))`, `Ok(None)` at the end
-    /// of the epoch, `Err(Error::Timeout)` when it is not ready yet (so the caller can check
-    /// for Ctrl-C and call again). At most `ring` batches may be out at once.
-    pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>, Error> {
+    /// Wait (at most `timeout`) for the next batch. At most `ring` batches may be out at
+    /// once; asking for one more is an [`Error::InvalidArgument`].
+    pub fn next_batch(&self, timeout: Duration) -> Result<NextBatch, Error> {
         let mut st = self.lock()?;
         if let Some(reason) = st.failed.take() {
-            return Err(Error::Internal { reason });
+            return Err(Error::loader(reason));
         }
         if st.returned >= st.batches {
-            return Ok(None);
+            return Ok(NextBatch::EpochDone);
         }
         if st.returned - st.released >= self.shared.cfg.ring {
-            return Err(Error::InvalidArgument {
-                reason: format!(
-                    "all {} ring slots are handed out: release a batch before asking for the next",
-                    self.shared.cfg.ring
-                ),
-            });
+            return Err(Error::invalid(format!(
+                "all {} ring slots are handed out: release a batch before asking for the next",
+                self.shared.cfg.ring
+            )));
         }
         let number = st.returned;
         let slot = number % self.shared.cfg.ring;
@@ -253,24 +286,22 @@ impl<S: SampleSource> Loader<S> {
         while st.done[slot] < len {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(Error::Timeout);
+                return Ok(NextBatch::NotYet);
             }
             st = wait(&self.shared.ready_cv, st, left)?;
             if let Some(reason) = st.failed.take() {
-                return Err(Error::Internal { reason });
+                return Err(Error::loader(reason));
             }
         }
         st.returned += 1;
-        Ok(Some(Batch { slot, number, len }))
+        Ok(NextBatch::Ready(Batch { slot, number, len }))
     }
 
     /// Hand the oldest returned batch back so its slot can be refilled.
     pub fn release(&self) -> Result<(), Error> {
         let mut st = self.lock()?;
         if st.released >= st.returned {
-            return Err(Error::InvalidArgument {
-                reason: "release() without a batch handed out".into(),
-            });
+            return Err(Error::invalid("release() without a batch handed out"));
         }
         let slot = st.released % self.shared.cfg.ring;
         st.done[slot] = 0;
@@ -282,10 +313,6 @@ impl<S: SampleSource> Loader<S> {
 
     pub fn stats(&self) -> Result<LoaderStats, Error> {
         Ok(self.lock()?.stats.clone())
-    }
-
-    pub fn config(&self) -> &LoaderConfig {
-        &self.shared.cfg
     }
 
     /// The source the threads read from.
@@ -314,24 +341,32 @@ impl<S: SampleSource> Drop for Loader<S> {
 }
 
 fn validate(cfg: &LoaderConfig) -> Result<(), Error> {
-    let bad = |reason: &str| {
-        Err(Error::InvalidArgument {
-            reason: reason.into(),
-        })
-    };
     if cfg.batch_size == 0 || cfg.threads == 0 || cfg.ring == 0 || cfg.sample_bytes == 0 {
-        return bad("batch_size, threads, ring and sample_bytes must be positive");
+        return Err(Error::invalid(
+            "batch_size, threads, ring and sample_bytes must be positive",
+        ));
     }
     if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
-        return bad("rank must be in 0..world_size");
+        return Err(Error::invalid("rank must be in 0..world_size"));
     }
     Ok(())
 }
 
+/// What a loader thread runs.
+type WorkerBody = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts a named thread: how [`Loader::new`] starts its workers.
+fn spawn_named(name: String, body: WorkerBody) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(body)
+}
+
+/// The loader's state was left poisoned by a panic: the loader cannot go on.
+fn poisoned() -> Error {
+    Error::loader("loader state poisoned by a panic")
+}
+
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, Error> {
-    m.lock().map_err(|_| Error::Internal {
-        reason: "loader state poisoned by a panic".into(),
-    })
+    m.lock().map_err(|_| poisoned())
 }
 
 fn wait<'a, T>(
@@ -341,9 +376,7 @@ fn wait<'a, T>(
 ) -> Result<MutexGuard<'a, T>, Error> {
     cv.wait_timeout(guard, timeout)
         .map(|(g, _)| g)
-        .map_err(|_| Error::Internal {
-            reason: "loader state poisoned by a panic".into(),
-        })
+        .map_err(|_| poisoned())
 }
 
 /// One work unit handed to a worker.
@@ -430,7 +463,8 @@ fn fill<S: SampleSource>(
     let cfg = &shared.cfg;
     let region = unit.slot * cfg.batch_size + unit.position;
     // SAFETY: this (slot, position) region belongs to this unit alone until its batch is
-    // released (module protocol); offsets are inside the buffers validated in python.rs.
+    // released (module protocol); offsets are inside the buffers validated in
+    // python/loader.rs.
     let (dst, label) = unsafe {
         (
             std::slice::from_raw_parts_mut(
@@ -462,38 +496,34 @@ fn fill<S: SampleSource>(
     (skipped, last_error)
 }
 
-/// SplitMix64: tiny, fast, and enough for shuffles that must be identical on every rank.
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    use std::sync::atomic::AtomicUsize;
 
     /// Writes its index into every byte (mod 251) and returns it as the label; indices in
-    /// `bad` fail like a corrupt record.
+    /// `bad` fail like a corrupt record; workers past the first `workers_allowed` cannot
+    /// be made.
     struct Fake {
         len: usize,
         bad: HashSet<usize>,
+        workers_allowed: usize,
+        workers_made: AtomicUsize,
+        /// How long each sample takes.
+        delay: Duration,
+    }
+
+    impl Fake {
+        fn new(len: usize, bad: &[usize]) -> Self {
+            Fake {
+                len,
+                bad: bad.iter().copied().collect(),
+                workers_allowed: usize::MAX,
+                workers_made: AtomicUsize::new(0),
+                delay: Duration::ZERO,
+            }
+        }
     }
 
     impl SampleSource for Fake {
@@ -502,6 +532,9 @@ mod tests {
             self.len
         }
         fn new_worker(&self) -> Result<(), Error> {
+            if self.workers_made.fetch_add(1, Ordering::SeqCst) >= self.workers_allowed {
+                return Err(Error::internal("no more workers"));
+            }
             Ok(())
         }
         fn load(&self, _: &mut (), index: usize, _: u64, dst: &mut [u8]) -> Result<i64, Error> {
@@ -510,6 +543,7 @@ mod tests {
                     reason: format!("bad record {index}"),
                 });
             }
+            std::thread::sleep(self.delay);
             dst.fill((index % 251) as u8);
             Ok(index as i64)
         }
@@ -537,10 +571,7 @@ mod tests {
     }
 
     fn harness(len: usize, bad: &[usize], cfg: LoaderConfig) -> Result<Box<Harness>, Error> {
-        let source = Arc::new(Fake {
-            len,
-            bad: bad.iter().copied().collect(),
-        });
+        let source = Arc::new(Fake::new(len, bad));
         let mut images = vec![0u8; cfg.ring * cfg.batch_size * cfg.sample_bytes];
         let mut labels = vec![0i64; cfg.ring * cfg.batch_size];
         // SAFETY: the Vecs live in the same Box as the loader and are never resized; the
@@ -553,12 +584,21 @@ mod tests {
         }))
     }
 
+    /// The next batch, None at the end of the epoch; waiting more than 10 s is a failure.
+    fn next(loader: &Loader<Fake>) -> Result<Option<Batch>, Error> {
+        match loader.next_batch(Duration::from_secs(10))? {
+            NextBatch::Ready(batch) => Ok(Some(batch)),
+            NextBatch::EpochDone => Ok(None),
+            NextBatch::NotYet => Err(Error::internal("no batch within 10 s")),
+        }
+    }
+
     /// Every (label, first pixel byte) the loader hands out in one epoch, batch by batch.
     fn run_epoch(h: &Harness, epoch: u64) -> Result<Vec<Vec<i64>>, Error> {
         h.loader.start_epoch(epoch)?;
-        let cfg = h.loader.config().clone();
+        let cfg = h.loader.shared.cfg.clone();
         let mut out = Vec::new();
-        while let Some(batch) = h.loader.next_batch(Duration::from_secs(10))? {
+        while let Some(batch) = next(&h.loader)? {
             let base = batch.slot * cfg.batch_size;
             let labels: Vec<i64> = h.labels[base..base + batch.len].to_vec();
             for (k, &label) in labels.iter().enumerate() {
@@ -603,6 +643,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shuffle_is_pinned() {
+        // Recorded before the generator moved to rng.rs (issue 12): runs resumed from a
+        // checkpoint rely on epoch orders staying what they were.
+        assert_eq!(
+            epoch_order(10, &config(1, 1, 1), 3),
+            [2, 4, 7, 9, 8, 0, 3, 6, 5, 1]
+        );
+    }
+
+    #[test]
     fn ranks_get_disjoint_shards_that_cover_the_epoch() {
         let mut all = Vec::new();
         for rank in 0..3 {
@@ -634,7 +684,7 @@ mod tests {
         let h = harness(6, &[0, 1, 2, 3, 4, 5], config(2, 1, 2))?;
         h.loader.start_epoch(0)?;
         let got = h.loader.next_batch(Duration::from_secs(10));
-        assert!(matches!(got, Err(Error::Internal { .. })));
+        assert!(matches!(got, Err(Error::Loader { .. })), "{got:?}");
         Ok(())
     }
 
@@ -642,7 +692,7 @@ mod tests {
     fn abandoning_an_epoch_midway_is_safe() -> Result<(), Error> {
         let h = harness(100, &[], config(10, 3, 2))?;
         h.loader.start_epoch(0)?;
-        assert!(h.loader.next_batch(Duration::from_secs(10))?.is_some());
+        assert!(next(&h.loader)?.is_some());
         h.loader.release()?;
         assert_eq!(run_epoch(&h, 1)?.concat().len(), 100);
         Ok(())
@@ -652,11 +702,93 @@ mod tests {
     fn the_ring_bounds_batches_handed_out() -> Result<(), Error> {
         let h = harness(100, &[], config(10, 2, 2))?;
         h.loader.start_epoch(0)?;
-        h.loader.next_batch(Duration::from_secs(10))?;
-        h.loader.next_batch(Duration::from_secs(10))?;
+        next(&h.loader)?;
+        next(&h.loader)?;
         let third = h.loader.next_batch(Duration::from_secs(10));
         assert!(matches!(third, Err(Error::InvalidArgument { .. })));
         assert!(matches!(h.loader.release(), Ok(())));
         Ok(())
+    }
+
+    #[test]
+    fn a_batch_not_ready_in_time_is_not_yet() -> Result<(), Error> {
+        let cfg = config(2, 1, 2);
+        let mut source = Fake::new(4, &[]);
+        source.delay = Duration::from_millis(200);
+        let mut images = vec![0u8; cfg.ring * cfg.batch_size * cfg.sample_bytes];
+        let mut labels = vec![0i64; cfg.ring * cfg.batch_size];
+        // SAFETY: the buffers outlive the loader, which is dropped at the end of the block.
+        let loader = unsafe {
+            Loader::new(
+                Arc::new(source),
+                cfg,
+                images.as_mut_ptr(),
+                labels.as_mut_ptr(),
+            )?
+        };
+        loader.start_epoch(0)?;
+        assert_eq!(
+            loader.next_batch(Duration::from_millis(1))?,
+            NextBatch::NotYet
+        );
+        assert!(next(&loader)?.is_some(), "the same batch once it is done");
+        drop(loader);
+        Ok(())
+    }
+
+    /// Starts loaders whose `fail_at`-th thread (spawn) or worker (source) cannot be made,
+    /// and checks that the threads already started were stopped and joined.
+    fn start_failing(fail_spawn_at: usize, workers_allowed: usize) -> Result<(), Error> {
+        let cfg = config(2, 4, 2);
+        let mut source = Fake::new(10, &[]);
+        source.workers_allowed = workers_allowed;
+        let mut images = vec![0u8; cfg.ring * cfg.batch_size * cfg.sample_bytes];
+        let mut labels = vec![0i64; cfg.ring * cfg.batch_size];
+        let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, f) = (Arc::clone(&started), Arc::clone(&finished));
+        let spawn = move |name: String, body: WorkerBody| {
+            if s.load(Ordering::SeqCst) == fail_spawn_at {
+                return Err(io::Error::other("refused for the test"));
+            }
+            s.fetch_add(1, Ordering::SeqCst);
+            let f = Arc::clone(&f);
+            spawn_named(
+                name,
+                Box::new(move || {
+                    body();
+                    f.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+        };
+        // SAFETY: the buffers outlive the call; on failure no loader is left over.
+        let result = unsafe {
+            Loader::start(
+                Arc::new(source),
+                cfg,
+                images.as_mut_ptr(),
+                labels.as_mut_ptr(),
+                spawn,
+            )
+        };
+        let Err(err) = result else {
+            return Err(Error::internal("the loader started although it should not"));
+        };
+        assert!(matches!(err, Error::Internal { .. }), "{err:?}");
+        let expected = fail_spawn_at.min(workers_allowed);
+        assert_eq!(started.load(Ordering::SeqCst), expected);
+        // Joined, not just told to stop: every started thread has returned by now.
+        assert_eq!(finished.load(Ordering::SeqCst), expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_stops_the_ones_that_did() -> Result<(), Error> {
+        start_failing(2, usize::MAX)?;
+        start_failing(0, usize::MAX)
+    }
+
+    #[test]
+    fn a_worker_that_cannot_be_made_stops_the_threads_already_started() -> Result<(), Error> {
+        start_failing(usize::MAX, 3)
     }
 }

@@ -108,16 +108,6 @@ impl Prober {
     }
 }
 
-/// Probes `paths` on a local pool of `threads` threads (0 = all cores), order preserved.
-///
-/// If the OS refuses to start threads, probes on the calling thread instead of failing.
-pub fn probe_many(paths: &[PathBuf], threads: usize) -> Vec<Result<ImageInfo, Error>> {
-    match Prober::new(threads) {
-        Ok(prober) => prober.probe(paths),
-        Err(_) => paths.iter().map(|p| probe_guarded(p)).collect(),
-    }
-}
-
 /// [`probe_file`], with a panic turned into [`Error::Internal`] for this one path.
 fn probe_guarded(path: &Path) -> Result<ImageInfo, Error> {
     catch_panic(path, || probe_file(path))
@@ -685,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_many_keeps_order_and_mixes_results() {
+    fn a_prober_keeps_order_and_mixes_results() -> Result<(), Error> {
         let dir = TempDir::new().expect("test");
         let png = write(&dir, "a.png", &png_bytes(3, 2));
         let jpg = write(&dir, "b.jpg", &jpeg_bytes(5, 4, false));
@@ -695,7 +685,7 @@ mod tests {
             .map(|i| [&png, &jpg, &bad, &missing][i % 4].clone())
             .collect();
         for threads in [0, 1, 3] {
-            let results = probe_many(&paths, threads);
+            let results = Prober::new(threads)?.probe(&paths);
             assert_eq!(results.len(), paths.len());
             for (i, r) in results.iter().enumerate() {
                 match (i % 4, r) {
@@ -706,7 +696,8 @@ mod tests {
                 }
             }
         }
-        assert!(probe_many(&[], 2).is_empty());
+        assert!(Prober::new(2)?.probe(&[]).is_empty());
+        Ok(())
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Helpers shared by the unit tests: synthetic photos and error metrics.
 
-use crate::augment::SampleRng;
+use crate::augment::sample_rng;
 
 /// A deterministic "natural-looking" RGB image: smooth gradients, a few filled discs and
 /// rectangles with soft edges, and mild noise, so JPEG has both flat areas and detail.
 pub fn synthetic_rgb(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    let mut rng = SampleRng::new(seed, 0xFEED, 0);
+    let mut rng = sample_rng(seed, 0xFEED, 0);
     let discs: Vec<[f64; 6]> = (0..6)
         .map(|_| {
             let r = rng.uniform(0.05, 0.25) * f64::from(width.min(height));

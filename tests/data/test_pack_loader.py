@@ -194,12 +194,12 @@ def test_interrupted_pack_resumes_to_the_same_records(manifest: Path, synth_root
         return real(*args, **kw)
 
     monkeypatch.setattr(pack_module, "CHUNK", 4)
-    monkeypatch.setattr(pack_module.native(), "prepare_records", failing)
+    monkeypatch.setattr(_native, "prepare_records", failing)
     resumed = tmp_path / "resumed.pack"
     with pytest.raises(KeyboardInterrupt):
         build_pack(manifest, synth_root, resumed, short_side=SHORT, region="image", workers=1)
     assert not resumed.exists()
-    monkeypatch.setattr(pack_module.native(), "prepare_records", real)
+    monkeypatch.setattr(_native, "prepare_records", real)
     report = build_pack(manifest, synth_root, resumed, short_side=SHORT, region="image",
                         workers=1)
     a, b = _native.PackReader(whole), _native.PackReader(resumed)

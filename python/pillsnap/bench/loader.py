@@ -128,9 +128,8 @@ def _full_decode_then_crop_rate(files: list[str]) -> float:
     """FFCV's recipe in the same native code: decode everything, then crop, resize, flip."""
     import numpy as np
 
-    from pillsnap.native import native
+    from pillsnap.native import _native as nat
 
-    nat = native()
     blobs = [Path(f).read_bytes() for f in files]
     out = np.empty(CROP * CROP * 3, np.uint8)
 
@@ -147,9 +146,8 @@ def _decode_rate(files: list[str], how: str) -> float:
     if how == "native":
         import numpy as np
 
-        from pillsnap.native import native
+        from pillsnap.native import _native as nat
 
-        nat = native()
         outs: dict[tuple[int, int], np.ndarray] = {}
 
         def decode(blob: bytes) -> object:

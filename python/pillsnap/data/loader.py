@@ -27,7 +27,6 @@ import torch
 
 from pillsnap.errors import LoaderError
 from pillsnap.logs import log_decision
-from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +71,9 @@ class PackLoader:
         self._images = torch.empty((ring, batch_size, image_size, image_size, 3),
                                    dtype=torch.uint8, pin_memory=pin)
         self._labels = torch.empty((ring, batch_size), dtype=torch.int64, pin_memory=pin)
-        self._native = native().PackLoader(
+        from pillsnap.native import _native
+
+        self._native = _native.PackLoader(
             str(pack), self._images.numpy(), self._labels.numpy(),
             batch_size=batch_size, image_size=image_size, train=train, threads=threads,
             seed=seed, shuffle=train if shuffle is None else shuffle,

@@ -27,7 +27,6 @@ from pillsnap.contract.ops import pill_crop  # one definition for training and s
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import MANIFEST_FILE, ManifestRow, read_manifest, write_json
 from pillsnap.errors import DataError
-from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,8 @@ def build_pack(manifest_dir: Path, root: Path, out: Path, *, split: str = "train
                 "margin": margin, "storage": storage, "classes": len(classes),
                 "manifest_sha256": _manifest_hash(Path(manifest_dir) / MANIFEST_FILE)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    nat = native()
+    from pillsnap.native import _native as nat
+
     skipped: list[str] = []
     with nat.PackWriter(str(out), storage, class_hash=classes.hash,
                         metadata_json=json.dumps(metadata), resume=resume) as writer:

@@ -24,7 +24,7 @@ class ImageInfo:
 
 def probe_paths(paths: Sequence[Path], workers: int = 0) -> list[ImageInfo | PillsnapError]:
     """One ImageInfo or one ``pillsnap.errors`` exception (not raised) per path, in order."""
-    from pillsnap.native import native
+    from pillsnap.native import _native
 
-    results = native().probe_images([str(p) for p in paths], workers)
+    results = _native.probe_images([str(p) for p in paths], workers)
     return [r if isinstance(r, Exception) else ImageInfo(*r) for r in results]

@@ -9,7 +9,6 @@ from pillsnap.config.schema import PillsnapConfig
 from pillsnap.data.classes import ClassIndex
 from pillsnap.errors import ConfigError, DataError
 from pillsnap.logs import log_decision
-from pillsnap.native import native
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +46,9 @@ def ensure_packs(cfg: PillsnapConfig, classes: ClassIndex) -> dict[str, Path]:
 
 def check_pack(path: Path, classes: ClassIndex) -> None:
     """A pack built from another class index would train on shuffled labels: refuse it."""
-    header = native().PackReader(str(path)).header()
+    from pillsnap.native import _native
+
+    header = _native.PackReader(str(path)).header()
     if header["class_hash"] != classes.hash:
         raise DataError(f"{path} was packed for class index {header['class_hash']}, but "
                         f"{classes.hash} is loaded; repack it (delete it and train again)")

@@ -97,6 +97,46 @@ pub(crate) struct Replay {
     pub boxes: Vec<BoxLabel>,
 }
 
+impl Replay {
+    /// Drops records whose payload is missing from `file` (the data file at `partial`) or,
+    /// among the last `verify_tail`, fails its checksum, and everything after the first such
+    /// record; returns how many were dropped.
+    pub(crate) fn keep_intact(
+        &mut self,
+        file: &mut File,
+        partial: &Path,
+        verify_tail: usize,
+    ) -> Result<u64, Error> {
+        let io_err = |e| Error::io(partial, e);
+        let data_len = file.metadata().map_err(io_err)?.len();
+        let entries = &self.entries;
+        let mut keep = entries
+            .iter()
+            .position(|m| m.end() > data_len)
+            .unwrap_or(entries.len());
+        let mut buf = Vec::new();
+        let tail = keep.saturating_sub(verify_tail);
+        for (i, m) in entries.iter().enumerate().take(keep).skip(tail) {
+            buf.resize(m.length as usize, 0);
+            file.seek(SeekFrom::Start(m.offset))
+                .and_then(|_| file.read_exact(&mut buf))
+                .map_err(io_err)?;
+            if crc32fast::hash(&buf) != m.checksum {
+                keep = i;
+                break;
+            }
+        }
+        let dropped = (entries.len() - keep) as u64;
+        self.entries.truncate(keep);
+        let boxes = self
+            .entries
+            .last()
+            .map_or(0, |m| m.box_start as usize + m.box_count as usize);
+        self.boxes.truncate(boxes);
+        Ok(dropped)
+    }
+}
+
 /// An open journal; slots are staged in memory and written by [`Journal::write_pending`].
 #[derive(Debug)]
 pub(crate) struct Journal {

@@ -222,7 +222,7 @@ impl<'a> PackView<'a> {
     /// A mismatch is [`Error::PackChecksum`] naming the record; loaders skip and count it.
     pub fn verify(&self, i: u64) -> Result<(), Error> {
         let record = self.record(i).ok_or(Error::IndexOutOfRange {
-            index: i,
+            index: i.into(),
             len: self.len(),
         })?;
         let computed = crc32fast::hash(record.bytes);

@@ -17,7 +17,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -151,7 +151,7 @@ impl PackWriter {
         };
         let (journal, replay, dropped) = if resumable {
             let (mut journal, mut replay) = Journal::replay(&journal_path, &config)?;
-            let dropped = keep_intact(&mut file, &partial, &mut replay)?;
+            let dropped = replay.keep_intact(&mut file, &partial, VERIFY_TAIL)?;
             journal.truncate(replay.entries.len() as u64, replay.boxes.len() as u64)?;
             (journal, replay, dropped)
         } else {
@@ -211,11 +211,6 @@ impl PackWriter {
     /// Journal records dropped at open because their bytes were missing or damaged.
     pub fn dropped_on_resume(&self) -> u64 {
         self.dropped
-    }
-
-    /// The pack this writer will produce.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Appends one record at the next page boundary; returns its record number.
@@ -433,38 +428,6 @@ impl Drop for PackWriter {
             let _ = self.checkpoint();
         }
     }
-}
-
-/// Drops journal records whose payload is missing or (in the last [`VERIFY_TAIL`]) fails its
-/// checksum, and everything after the first such record; returns how many were dropped.
-fn keep_intact(file: &mut File, partial: &Path, replay: &mut Replay) -> Result<u64, Error> {
-    let io_err = |e| Error::io(partial, e);
-    let data_len = file.metadata().map_err(io_err)?.len();
-    let entries = &replay.entries;
-    let mut keep = entries
-        .iter()
-        .position(|m| m.end() > data_len)
-        .unwrap_or(entries.len());
-    let mut buf = Vec::new();
-    let tail = keep.saturating_sub(VERIFY_TAIL);
-    for (i, m) in entries.iter().enumerate().take(keep).skip(tail) {
-        buf.resize(m.length as usize, 0);
-        file.seek(SeekFrom::Start(m.offset))
-            .and_then(|_| file.read_exact(&mut buf))
-            .map_err(io_err)?;
-        if crc32fast::hash(&buf) != m.checksum {
-            keep = i;
-            break;
-        }
-    }
-    let dropped = (entries.len() - keep) as u64;
-    replay.entries.truncate(keep);
-    let boxes = replay
-        .entries
-        .last()
-        .map_or(0, |m| m.box_start as usize + m.box_count as usize);
-    replay.boxes.truncate(boxes);
-    Ok(dropped)
 }
 
 /// Cuts the data file after the last kept record and blanks the header page, so a file
