@@ -89,8 +89,8 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
             raise ImageInputError("unsupported", variant)
     try:
         image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageInputError("unsupported", _unreadable(data)) from None
+    except (UnidentifiedImageError, ImportError):  # ImportError: ultralytics' patched open
+        raise ImageInputError("unsupported", _unreadable(data)) from None  # found no plugin
     except Image.DecompressionBombError:  # Pillow's own guard, for headers over ~179 MP
         raise ImageInputError("too_large", "image has far too many pixels (decompression "
                               f"bomb guard); the limit is {max_pixels}") from None
