@@ -52,8 +52,10 @@ EVAL_CROP_PCT = 0.875  # the share of the resized short side eval keeps (timm/to
 LETTERBOX_FILL = 114  # ultralytics' padding grey
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "MPO")  # MPO: JPEGs from some phone cameras
 
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF", b"BM")
-_SIGNATURE_NAMES = dict(zip(_SIGNATURES, ("JPEG", "PNG", "RIFF (WebP)", "BMP"), strict=True))
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
+_SIGNATURE_NAMES = {_JPEG_SIGNATURE: "JPEG", b"\x89PNG\r\n\x1a\n": "PNG",
+                    b"RIFF": "RIFF (WebP)", b"BM": "BMP"}
+_SIGNATURES = tuple(_SIGNATURE_NAMES)
 # JPEG frame markers (SOFn), without DHT (C4), JPG (C8) and DAC (CC); 3, 7, B, F: lossless
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
                           0xCE, 0xCF})
@@ -83,7 +85,7 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     # same process, patches Image.open to look for a HEIF plugin on unknown data)
     if not data.startswith(_SIGNATURES):
         raise ImageInputError("unsupported", "not an image (JPEG, PNG, WebP or BMP)")
-    if data.startswith(_SIGNATURES[0]):  # JPEG variants Pillow's libjpeg cannot decode
+    if data.startswith(_JPEG_SIGNATURE):  # JPEG variants Pillow's libjpeg cannot decode
         variant = _unsupported_jpeg(data)
         if variant is not None:
             raise ImageInputError("unsupported", variant)
@@ -121,7 +123,7 @@ def _jpeg_frame(data: bytes) -> tuple[int, int] | None:
             continue
         length = int.from_bytes(data[i + 2:i + 4], "big")
         if marker in _SOF_MARKERS:
-            return (marker, data[i + 4]) if i + 4 < len(data) else None
+            return marker, data[i + 4]
         if marker == 0xDA or length < 2:  # scan data, or a broken segment: stop looking
             return None
         i += 2 + length
