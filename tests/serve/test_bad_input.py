@@ -8,7 +8,10 @@ status comes from Triton's error, read with ``triton_contract.error_kind``).
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,17 +64,20 @@ def test_bad_uploads_get_their_status_and_the_server_survives(
     _still_serving(client, pill_photos["single"])
 
 
+MULTIPART_HEAD = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n\r\n"
+MULTIPART_TAIL = b"\r\n--b--\r\n"
+
+
 def test_body_limits_refuse_before_reading_everything(
         client: httpx.Client, pill_photos: Photos) -> None:
     big = b"\xff\xd8\xff" + b"\x00" * (300 * 1024)  # over 256 KiB
     _error(_post(client, big, "big.jpg"), 413, "too_large")
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
-        boundary = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n\r\n"
-        yield boundary
+        yield MULTIPART_HEAD
         for _ in range(100):
             yield b"\x00" * 8192
-        yield b"\r\n--b--\r\n"
+        yield MULTIPART_TAIL
 
     response = client.post("/predict", content=chunks(),
                            headers={**AUTH, "Content-Type": "multipart/form-data; boundary=b"})
@@ -89,6 +95,35 @@ def test_declared_length_over_the_limit_is_refused_from_the_header(
         reply = _read_until_closed(sock).decode("latin-1")  # the 413 says connection: close
     assert reply.startswith("HTTP/1.1 413"), reply
     assert '"kind":"too_large"' in reply and "x-request-id:" in reply.lower()
+    _still_serving(client, pill_photos["single"])
+
+
+def test_clients_that_send_the_whole_body_first_read_the_answer(
+        any_api_server: ServerProcess, client: httpx.Client, pill_photos: Photos) -> None:
+    """urllib writes all of a body before it reads: an answer given with the body unread
+    must not reach it as "connection reset" (the issue's 11 and 40 MB uploads)."""
+    for size in (11_000_000, 40_000_000):
+        body = MULTIPART_HEAD + b"\x00" * size + MULTIPART_TAIL
+        request = urllib.request.Request(
+            f"{any_api_server.url}/predict", data=body, method="POST",
+            headers={**AUTH, "Content-Type": "multipart/form-data; boundary=b"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 413
+        assert json.loads(refused.value.read())["kind"] == "too_large"
+
+    # the same without a Content-Length: chunks counted as they come, all sent before reading
+    host, port = any_api_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {AUTH['X-API-Key']}\r\n"
+                     "Content-Type: multipart/form-data; boundary=b\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        chunk = b"\x00" * 65536
+        for part in [MULTIPART_HEAD, *[chunk] * 100, MULTIPART_TAIL, b""]:  # 6.5 MB
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        reply = _read_until_closed(sock).decode("latin-1")
+    assert reply.startswith("HTTP/1.1 413"), reply[:200]
+    assert '"kind":"too_large"' in reply
     _still_serving(client, pill_photos["single"])
 
 

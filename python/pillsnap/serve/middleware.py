@@ -1,5 +1,6 @@
 """Two ASGI middlewares: ``Observe`` (request IDs, metrics, access log, last-resort 500) and
-``BodyLimit`` (413 for bodies over the route's limit, before the body is read in full)."""
+``BodyLimit`` (413 for bodies over the route's limit, before the body is read in full; every
+early answer readable by clients that send the whole body first)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pillsnap.serve.context import reset_request_id, set_request_id
@@ -72,11 +74,24 @@ class Observe:
             reset_request_id(token)
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit_for(path)`` bytes with 413.
+DRAIN_BYTES = 64 * 1024 * 1024  # the most of an unwanted body read (and dropped) ...
+DRAIN_S = 10.0  # ... and for how long, before an early answer goes out anyway
 
-    A declared Content-Length over the limit is refused before a byte is read; a body sent
+
+class BodyLimit:
+    """Refuse request bodies over ``limit_for(path)`` bytes with 413, and make every answer
+    that comes before the body was read readable by the client.
+
+    A declared Content-Length over the limit is refused before the app runs; a body sent
     without one (chunked) is counted as it arrives and refused at the first byte too many.
+
+    Clients such as Python's urllib send the whole body before they read anything. A server
+    that answers and closes with part of the body still unread makes the kernel reset the
+    connection, and such a client sees "connection reset" instead of the 413 (or a 401 on an
+    upload). So an answer that starts while the body is unread first reads and drops the
+    rest, up to ``DRAIN_BYTES`` within ``DRAIN_S``. A body declared larger than that is not
+    waited for (the answer goes out at once); a client that sent ``Expect: 100-continue``
+    has sent nothing yet and gets the answer at once too.
     """
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], metrics: Metrics) -> None:
@@ -87,24 +102,58 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        body = _Body(scope, receive)
+
+        async def send_after_drain(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await body.drain()
+            await send(message)
+
+        if body.declared is not None and body.declared > limit:
             self.metrics.errors.labels("too_large").inc()
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(limit)(scope, body.receive, send_after_drain)
             return
-        seen = 0
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    # an HTTPException: FastAPI re-raises it from form parsing as it is
-                    raise ApiError(413, "too_large", _too_large_text(limit))
+            message = await body.receive()
+            if body.seen > limit:
+                # an HTTPException: FastAPI re-raises it from form parsing as it is
+                raise ApiError(413, "too_large", _too_large_text(limit))
             return message
 
-        await self.app(scope, counted, send)
+        await self.app(scope, counted, send_after_drain)
+
+
+class _Body:
+    """One request's body as it is received: how much came, whether all of it did."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        length = _header(scope, b"content-length")
+        self.declared = int(length) if length is not None and length.strip().isdigit() else None
+        chunked = _header(scope, b"transfer-encoding") is not None
+        self.done = not chunked and not self.declared  # nothing (more) to come
+        self.waits = (_header(scope, b"expect") or "").lower() == "100-continue"
+        self.seen = 0
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+        else:  # http.disconnect
+            self.done = True
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the body, within the bounds of ``DRAIN_*``."""
+        if self.done or (self.waits and self.seen == 0):
+            return
+        if self.declared is not None and self.declared > DRAIN_BYTES:
+            return
+        with anyio.move_on_after(DRAIN_S):
+            while not self.done and self.seen <= DRAIN_BYTES:
+                await self.receive()
 
 
 def _too_large_text(limit: int) -> str:
