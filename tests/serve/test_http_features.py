@@ -45,6 +45,12 @@ def test_health_can_require_the_key() -> None:
         assert httpx.get(f"{server.url}/health").status_code == 401
         assert httpx.get(f"{server.url}/health", headers=AUTH).status_code == 200
         assert httpx.get(f"{server.url}/ready", headers=AUTH).status_code == 503
+        keyed = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    public = create_app(api_settings(None, backend="triton", triton_url="127.0.0.1:1"))
+    for path in ("/health", "/ready"):  # the schema declares the key where it is asked for
+        assert keyed[path]["get"]["security"] and "401" in keyed[path]["get"]["responses"]
+        operation = public.openapi()["paths"][path]["get"]
+        assert "security" not in operation and "401" not in operation["responses"]
 
 
 def test_cors_allows_the_whitelist_only(client: httpx.Client) -> None:

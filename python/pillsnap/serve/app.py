@@ -20,10 +20,12 @@ from fastapi.staticfiles import StaticFiles
 from pillsnap import __version__
 from pillsnap.errors import PillsnapError
 from pillsnap.serve.backends import Backend, make_backend
+from pillsnap.serve.deps import ApiKey
 from pillsnap.serve.errors import install_error_handlers
 from pillsnap.serve.metrics import Metrics
 from pillsnap.serve.middleware import BodyLimit, Observe
 from pillsnap.serve.routers import info, predict, probes, web
+from pillsnap.serve.schemas import error_responses
 from pillsnap.serve.security import HEADER, check_startup
 from pillsnap.serve.settings import Settings
 from pillsnap.serve.uploads import body_limit
@@ -60,7 +62,11 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                   f"`{HEADER}`.")
     app.state.settings, app.state.backend, app.state.metrics = settings, backend, metrics
     install_error_handlers(app)
-    for router in (probes.router, info.router, predict.router, web.router):
+    # public probes declare no security, so the schema says what the server does
+    keyed = {} if settings.health_public else {"dependencies": [ApiKey],
+                                               "responses": error_responses(401, 403)}
+    app.include_router(probes.router, **keyed)
+    for router in (info.router, predict.router, web.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
 

@@ -40,12 +40,4 @@ def api_key(request: Request, settings: SettingsDep,
     require_key(request, settings, given)
 
 
-def probe_key(request: Request, settings: SettingsDep,
-              given: Annotated[str | None, Security(api_key_header)]) -> None:
-    """/health and /ready: open when ``serve.health_public`` (load balancers send no key)."""
-    if not settings.health_public:
-        require_key(request, settings, given)
-
-
 ApiKey = Depends(api_key)
-ProbeKey = Depends(probe_key)

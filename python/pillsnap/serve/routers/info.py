@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
 
 from pillsnap import __version__
 from pillsnap.serve.deps import ApiKey, BackendDep, MetricsDep
@@ -20,8 +20,11 @@ async def version(backend: BackendDep) -> Version:
                    backend=backend.name, pipelines=list(backend.pipelines))
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/plain": {}}}})
-async def metrics(registry: MetricsDep) -> PlainTextResponse:
+# response_class Response (no media type of its own): the 200 is text, declared here, and
+# the router's 401/403 stay JSON, as sent (a PlainTextResponse would declare them as text)
+@router.get("/metrics", response_class=Response,
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}})
+async def metrics(registry: MetricsDep) -> Response:
     """Prometheus text format: requests, latency per route and per stage, errors, in-flight."""
-    return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)
+    return Response(registry.render(), media_type=CONTENT_TYPE)

@@ -1,4 +1,8 @@
-"""Liveness and readiness probes (open when ``serve.health_public``)."""
+"""Liveness and readiness probes.
+
+Open by default (load balancers send no key); with ``serve.health_public: false`` the app
+includes this router behind the API key, and the schema says so (``app.create_app``).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from pillsnap.serve.backends.base import Readiness
-from pillsnap.serve.deps import BackendDep, ProbeKey, SettingsDep
-from pillsnap.serve.schemas import Health, Ready, error_responses
+from pillsnap.serve.deps import BackendDep, SettingsDep
+from pillsnap.serve.schemas import Health, Ready
 
-router = APIRouter(tags=["probes"], dependencies=[ProbeKey])
+router = APIRouter(tags=["probes"])
 
 
-@router.get("/health", response_model=Health, responses=error_responses(401, 403))
+@router.get("/health", response_model=Health)
 async def health() -> Health:
     """The process is up and answering (says nothing about the models)."""
     return Health()
 
 
 @router.get("/ready", response_model=Ready,
-            responses={503: {"model": Ready}, **error_responses(401, 403)})
+            responses={503: {"model": Ready}})
 async def ready(backend: BackendDep, settings: SettingsDep) -> JSONResponse:
     """The backend can predict now: models loaded (embedded) or both ensembles ready (Triton).
 
