@@ -3,7 +3,8 @@
     python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F]
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
-    python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--json F]
+    python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--device D]
+                                   [--json F]
     python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
                                  | --url URL [--requests 2000] [--concurrency 32]
                                  [--pipeline single] [--json F]
@@ -15,6 +16,9 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import get_args
+
+from pillsnap.config.schema import Device
 
 
 def _loader_args(p: argparse.ArgumentParser) -> None:
@@ -55,7 +59,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--single", type=Path, help="a single-pill photo (default: synthetic)")
     p.add_argument("--combo", type=Path, help="a combination photo (default: synthetic)")
     p.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
-    p.add_argument("--cfg", type=Path, help="config for targets.* and serve.max_pixels")
+    p.add_argument("--cfg", type=Path, help="config for targets.*, serve.max_pixels and "
+                   "serve.device")
+    p.add_argument("--device", choices=get_args(Device), help="where ONNX Runtime runs the "
+                   "in-process rows (default: serve.device)")
 
 
 COMMANDS = {
@@ -115,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         from pillsnap.config import load_config
 
         setup_logging("WARNING")
-        bench_serve.run(args.export, load_config(args.cfg), repository=args.repository,
-                        ckpt=args.ckpt,
+        cfg = load_config(args.cfg)
+        bench_serve.run(args.export, cfg, repository=args.repository, ckpt=args.ckpt,
+                        device=args.device or cfg.serve.device,
                         photos=bench_serve.sample_photos(args.single, args.combo),
                         requests=args.requests, json_out=args.json)
     return 0

@@ -1,7 +1,7 @@
 """Serving latency and throughput with the spec's protocol, every path on one machine.
 
     python -m pillsnap.bench serve --export artifacts/export [--repository triton_models]
-                                   [--ckpt runs/exp01/best.pt] [--json F]
+                                   [--ckpt runs/exp01/best.pt] [--device cuda] [--json F]
 
 Latency (``targets.measurement``: batch 1, 20 warm-up runs, 200 timed): the classifier
 alone on one crop in PyTorch eager (with ``--ckpt``, default: the checkpoint export.json
@@ -148,19 +148,21 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
 
 
 def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
-        photos: dict[str, bytes], requests: int, json_out: Path | None) -> dict[str, Any]:
+        photos: dict[str, bytes], requests: int, json_out: Path | None,
+        device: str = "cpu") -> dict[str, Any]:
     m = cfg.targets.measurement
     if ckpt is None:
         record = json.loads((export / "export.json").read_text(encoding="utf-8"))
         named = Path(record["classifier"].get("checkpoint", ""))
         ckpt = named if named.is_file() else None
-    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels)
+    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device)
     latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
         triton_latency, throughput = triton_figures(repository, photos, cfg, requests)
         latency.update(triton_latency)
-    result = {"machine": describe(), "export": str(export), "model_version":
+    result = {"machine": describe(), "device": pipe.device, "export": str(export),
+              "model_version":
               pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
               "throughput": throughput}
@@ -172,8 +174,9 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
 
 def print_report(result: dict[str, Any], target_ms: float) -> None:
     print(f"machine: {describe_line()}")
-    print(f"model {result['model_version']}; batch 1, {result['warmup_runs']} warm-up + "
-          f"{result['runs']} runs; photos (JPEG bytes): {result['photo_bytes']}\n")
+    print(f"model {result['model_version']}; ONNX Runtime on {result['device']}; batch 1, "
+          f"{result['warmup_runs']} warm-up + {result['runs']} runs; photos (JPEG bytes): "
+          f"{result['photo_bytes']}\n")
     print(markdown_table([("path", "p50 ms", "p95 ms", "p99 ms", f"p95 <= {target_ms:g} ms")] + [
         (name, f"{r['p50']:.1f}", f"{r['p95']:.1f}", f"{r['p99']:.1f}",
          "yes" if r["p95"] <= target_ms else "no")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pillsnap.config.paths import ConfigPath, OptionalConfigPath
 
 FeatureSet = Literal["mvp", "advanced", "production"]
+Device = Literal["auto", "cpu", "cuda", "tensorrt"]  # serve.device (pillsnap.infer.device)
 
 
 class Section(BaseModel):
@@ -264,6 +265,8 @@ class ServeConfig(Section):
     # the predict timeout
     ready_timeout_s: float = Field(1.0, gt=0.0)
     threads: int = Field(0, ge=0)  # embedded backend: ONNX Runtime threads (0: its choice)
+    # embedded backend: where ONNX Runtime runs the models (pillsnap.infer.device)
+    device: Device = "auto"
 
 
 class MeasurementConfig(Section):

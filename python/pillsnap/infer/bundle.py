@@ -67,7 +67,7 @@ def _decoded(raw: dict[str, str]) -> ModelInfo:
 
 
 def open_session(path: Path, *, threads: int = 0,
-                 providers: list[str] | None = None) -> tuple[ort.InferenceSession, ModelInfo]:
+                 providers: list[Any] | None = None) -> tuple[ort.InferenceSession, ModelInfo]:
     """An ONNX Runtime session (CPU unless ``providers`` says otherwise) and its metadata."""
     if not path.is_file():
         raise ModelError(f"model not found: {path}")
@@ -82,7 +82,7 @@ def open_session(path: Path, *, threads: int = 0,
 
 
 def load_bundle(folder: Path, *, threads: int = 0,
-                providers: list[str] | None = None) -> Bundle:
+                providers: list[Any] | None = None) -> Bundle:
     """Open ``folder`` (written by ``python -m pillsnap.export``)."""
     record_path = folder / EXPORT_FILE
     if not record_path.is_file():

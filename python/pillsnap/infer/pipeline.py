@@ -27,6 +27,8 @@ import numpy as np
 from pillsnap.contract import ops
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.bundle import Bundle, load_bundle
+from pillsnap.infer.device import active_device, device_name, providers_for
+from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +67,24 @@ class OnnxPipeline:
 
     @classmethod
     def open(cls, folder: Path, *, threads: int = 0, max_batch: int = 32,
-             max_pixels: int | None = None) -> OnnxPipeline:
-        return cls(load_bundle(folder, threads=threads), max_batch=max_batch,
-                   max_pixels=max_pixels)
+             max_pixels: int | None = None, device: str = "cpu") -> OnnxPipeline:
+        """``device``: ``serve.device`` (``pillsnap.infer.device``; the CPU by default, as
+        export checks and eval need no GPU)."""
+        providers = providers_for(device)
+        pipe = cls(load_bundle(folder, threads=threads, providers=providers),
+                   max_batch=max_batch, max_pixels=max_pixels)
+        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if active_device(pipe.bundle.classifier) != device_name(first):
+            # listed but could not start (no driver, no GPU): ONNX Runtime fell back itself
+            log_decision(logger, "serve.device", pipe.device, f"the {device_name(first)} "
+                         "provider did not start; see ONNX Runtime's warning above",
+                         fallback=device != "auto")
+        return pipe
+
+    @property
+    def device(self) -> str:
+        """Where the classifier really runs (``cpu``, ``cuda`` or ``tensorrt``)."""
+        return active_device(self.bundle.classifier)
 
     @property
     def pipelines(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pillsnap.config.loader import load_config
-from pillsnap.config.schema import ServeConfig
+from pillsnap.config.schema import Device, ServeConfig
 
 DEFAULT_CORS = ["http://localhost:3000", "https://pillsnap.co.kr", "https://api.pillsnap.co.kr"]
 _SERVE = ServeConfig.model_fields
@@ -50,6 +50,7 @@ class Settings(BaseModel):
     request_timeout_s: float = _SERVE["request_timeout_s"]
     ready_timeout_s: float = _SERVE["ready_timeout_s"]
     threads: int = _SERVE["threads"]
+    device: Device = _SERVE["device"]
 
     @field_validator("api_keys")
     @classmethod

@@ -18,7 +18,8 @@ def make_backend(settings: Settings) -> Backend:
     from pillsnap.serve.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(settings.model_path, timeout_s=settings.request_timeout_s,
-                           max_pixels=settings.max_pixels, threads=settings.threads)
+                           max_pixels=settings.max_pixels, threads=settings.threads,
+                           device=settings.device)
 
 
 __all__ = ["Backend", "Readiness", "make_backend"]

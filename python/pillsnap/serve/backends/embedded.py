@@ -38,11 +38,12 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, folder: Path | None, *, timeout_s: float, max_pixels: int | None,
-                 threads: int = 0, workers: int | None = None) -> None:
+                 threads: int = 0, workers: int | None = None, device: str = "cpu") -> None:
         self.folder = folder
         self.timeout_s = timeout_s
         self.max_pixels = max_pixels
         self.threads = threads
+        self.device = device
         self.workers = workers or min(4, os.cpu_count() or 1)
         self._pipe: OnnxPipeline | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -67,7 +68,8 @@ class EmbeddedBackend:
 
     async def _open(self, folder: Path) -> OnnxPipeline:
         return await anyio.to_thread.run_sync(functools.partial(
-            OnnxPipeline.open, folder, threads=self.threads, max_pixels=self.max_pixels))
+            OnnxPipeline.open, folder, threads=self.threads, max_pixels=self.max_pixels,
+            device=self.device))
 
     async def _follow_release(self) -> None:
         """Load the models again when the model folder now resolves somewhere else."""
@@ -97,7 +99,7 @@ class EmbeddedBackend:
         await self._follow_release()
         if self._pipe is None:
             return Readiness(False, "models not loaded")
-        return Readiness(True, f"ONNX Runtime in-process, {self.folder}")
+        return Readiness(True, f"ONNX Runtime in-process on {self._pipe.device}, {self.folder}")
 
     async def model_version(self) -> str | None:
         await self._follow_release()
