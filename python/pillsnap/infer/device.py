@@ -10,10 +10,10 @@
   starts load them from there.
 - ``auto`` (the default): CUDA when this ONNX Runtime has it, else the CPU.
 
-The GPU providers come with the ``onnxruntime-gpu`` package (``pip install -e .[gpu]``,
-after ``pip uninstall onnxruntime``: both install the same module). A device that this
-ONNX Runtime cannot give falls back to the next one with one ``fallback:`` line (asked for
-explicitly) or ``decision:`` line (``auto``). A provider that is listed but cannot start
+The GPU providers come with the ``onnxruntime-gpu`` package (``pip install ".[gpu]"`` in
+a serving environment of its own: it and ``onnxruntime`` install the same module). A device
+that this ONNX Runtime cannot give falls back to the next one with one ``fallback:`` line
+(asked for explicitly) or ``decision:`` line (``auto``). A provider that is listed but cannot start
 (no driver, no GPU) makes ONNX Runtime itself fall back to the CPU with a warning of its
 own; ``active_device`` reads what a session really got.
 """
