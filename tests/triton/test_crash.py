@@ -1,16 +1,18 @@
-"""A real tritonserver killed (SIGKILL) with requests in flight: nothing of it survives.
+"""A real tritonserver killed (SIGKILL) with requests in flight: nothing of it survives, and
+``python -m pillsnap.serve triton`` starts it again.
 
     python -m pytest tests/triton/test_crash.py -q
 
 Killed mid-request, the bundled server used to leave 1 or 2 of its 6 python backend stubs
-running under PID 1 with their /dev/shm regions (4 kills of 4 here). Each test checks that
-``zero_server``, a server of another prefix and group, is left alone.
+running under PID 1 with their /dev/shm regions (6 kills of 6 here). Each test checks that
+``zero_server``, a server of another prefix and group, is left alone. About 25 s in all.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +23,13 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from pillsnap.child import Child, http_ok
 from pillsnap.procs import Proc, processes
 from pillsnap.serve.triton_server import TritonLaunch, TritonServer
 
 pytestmark = pytest.mark.slow
 
+PREFIX_FLAG = "shm-region-prefix-name="
 STUB = "triton_python_backend_stub"
 
 
@@ -110,3 +114,40 @@ def test_a_server_killed_mid_request_leaves_nothing(
         assert regions(prefix) == []
         assert server.exit_code() == -signal.SIGKILL
 
+
+def test_the_cli_restarts_a_killed_server_on_the_same_port(
+        many_repo: Path, triton_launch: Callable[..., TritonLaunch],
+        pill_photos: dict[str, Path], tmp_path: Path, bystander: list[int]) -> None:
+    ports = triton_launch(many_repo).ports
+    command = [sys.executable, "-m", "pillsnap.serve", "triton", "--repository", str(many_repo),
+               f"triton.http_port={ports.http}", f"triton.grpc_port={ports.grpc}",
+               f"triton.metrics_port={ports.metrics}", "triton.restart=on-failure",
+               "triton.restart_max=2", "triton.exit_timeout_s=2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    url = f"http://127.0.0.1:{ports.http}"
+    with Child.start(command, name="the launcher", log=tmp_path / "launcher.log",
+                     env=env, grace_s=30) as launcher:
+        launcher.wait_for_output("tritonserver ready", timeout_s=120)
+        server = next(p for p in processes() if p.ppid == launcher.pid)
+        prefix = next(a for a in server.argv if PREFIX_FLAG in a).split(PREFIX_FLAG)[1]
+        old = left_by(server.pid, prefix)
+        old_regions = regions(prefix)
+        assert len(old) == 7 and len(old_regions) == 6
+        with traffic(url, pill_photos["combo"].read_bytes()):
+            os.kill(server.pid, signal.SIGKILL)
+            launcher.wait_for_output(r"tritonserver exited \(code -9\); restart 1/2 in 1 s",
+                                     timeout_s=30)
+        launcher.wait_ready(lambda: launcher.log_text().count("tritonserver ready") == 2,
+                            timeout_s=120)
+        assert http_ok(f"{url}/v2/models/pill_combo/ready")
+        assert http_ok(f"{url}/v2/models/pill_single/ready")
+        now = {p.pid for p in processes()}
+        assert not now & {p.pid for p in old}  # the old server and its stubs
+        assert not set(regions(prefix)) & set(old_regions)
+        new = next(p for p in processes() if p.ppid == launcher.pid)
+        assert len(left_by(new.pid, prefix)) == 7
+        launcher.process.send_signal(signal.SIGTERM)
+        assert launcher.process.wait(60) == 0, launcher.log_tail()
+    assert "tritonserver stopped" in launcher.log_text()
+    assert left_by(new.pid, prefix) == [] and regions(prefix) == []
+    assert not http_ok(f"{url}/v2/health/live", timeout_s=1)
