@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "pillsnap"
 # Lowest first. ``__init__`` is the package's own ``__init__.py`` (``__version__``).
 FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
-    frozenset({"__init__", "logs", "contract", "child", "cli"}),  # stdlib, numpy, Pillow
+    frozenset({"__init__", "logs", "contract", "child", "procs", "cli"}),  # stdlib, numpy, Pillow
     frozenset({"_native"}),  # the Rust extension: raises pillsnap.errors' exceptions
     frozenset({"native"}),  # its one importer
     frozenset({"config"}),

@@ -99,6 +99,15 @@ def test_bad_choice_lists_the_valid_ones(in_tmp: Path) -> None:
         assert choice in message
 
 
+def test_triton_restart_no_means_never(in_tmp: Path) -> None:
+    """Unquoted ``no`` (docker's spelling) is false to YAML; it still means never."""
+    write(in_tmp / "config.yaml", "triton:\n  restart: no\n")
+    assert load_config().triton.restart == "never"
+    assert load_config(None, ["triton.restart=no"]).triton.restart == "never"
+    with pytest.raises(ConfigError, match="'never' or 'on-failure'"):
+        load_config(None, ["triton.restart=always"])
+
+
 def test_bad_value_is_explained(in_tmp: Path) -> None:
     with pytest.raises(ConfigError, match=r"train\.lr: Input should be greater than 0"):
         load_config(None, ["train.lr=-1"])

@@ -242,6 +242,16 @@ class TritonConfig(Section):
     admin_header: str = "triton-admin-key"  # restricted APIs need this header (TRITON_ADMIN_KEY)
     launcher: Literal["bundled", "docker"] = "bundled"
     docker_image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"
+    # python -m pillsnap.serve triton: start a server that died on its own again (same
+    # ports; backoff 1 s doubling to 30 s; up 60 s resets the count), at most restart_max
+    # times in a row
+    restart: Literal["never", "on-failure"] = "on-failure"
+    restart_max: int = Field(5, ge=0)
+
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _no_is_never(cls, value: Any) -> Any:  # YAML reads docker's unquoted `no` as false
+        return "never" if value is False or value == "no" else value
 
 
 class ServeConfig(Section):

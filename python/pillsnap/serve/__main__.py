@@ -15,8 +15,10 @@ section) > environment > .env. It refuses to start without an API key unless
 triton: waits until pill_single and pill_combo are ready, prints the ports, and stops the server
 cleanly on Ctrl-C or SIGTERM. Ports come from ``triton.*_port``; the restricted admin APIs
 need the header ``triton.admin_header`` with the value of TRITON_ADMIN_KEY (a random key is
-made and printed when it is unset). Exits 2 with the reason and the server log's tail when
-the server cannot start.
+made and printed when it is unset). A server that dies is reaped (its python stubs and shm)
+and, with ``triton.restart=on-failure`` (the default), started again up to
+``triton.restart_max`` times in a row (``pillsnap.serve.triton_supervise``). Exits 2 with the
+reason and the server log's tail when the server cannot start or no restart is left.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pillsnap.serve.triton_server import (
     docker_command,
     production_flags,
 )
+from pillsnap.serve.triton_supervise import Restarts, supervise
 
 logger = logging.getLogger("pillsnap.serve")
 
@@ -123,15 +126,18 @@ def run_triton(cfg: PillsnapConfig, args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with server:
+
+    def announce() -> None:
         p = launch.ports
         print(f"tritonserver ready: {', '.join(launch.ensembles())} | http {p.http} | grpc "
               f"{p.grpc} | metrics {p.metrics} | log {server.log_file}", flush=True)
+
+    restarts = Restarts(cfg.triton.restart_max if cfg.triton.restart == "on-failure" else 0)
+    with server:
+        announce()
         if not os.environ.get("TRITON_ADMIN_KEY"):
             print(f"admin APIs: header {launch.admin_header}: {launch.admin_key}", flush=True)
-        while not stop.wait(1.0):
-            if server.child is None or not server.child.running:
-                raise ServerError(f"tritonserver stopped on its own:\n{server.log_tail()}")
+        supervise(server, stop, restarts, on_ready=announce)
     print("tritonserver stopped", flush=True)
     return 0
 

@@ -14,6 +14,13 @@ directory of ``libpython3.X.so.1.0``; a shared-memory prefix of its own per serv
 parallel servers do not collide. Production flags: model control none, auto-complete off,
 strict readiness, admin APIs behind a header. ``docker_command`` gives the NGC-image
 equivalent for GPUs.
+
+When the server exits, for any reason (stopped, crashed, ``kill -9``), a watcher thread
+SIGKILLs what it left: the rest of its process group and any python backend stub whose
+command line carries its shm prefix, then removes its ``/dev/shm/<prefix>*`` regions. A
+server killed mid-request leaves stubs behind otherwise (1 or 2 of 6 here, under PID 1,
+100-200 MB each, deaf to SIGTERM). Nothing of another server matches: each has its own
+group and prefix.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import socket
 import sys
 import sysconfig
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,12 +46,15 @@ from types import TracebackType
 from pillsnap.child import Child, NotReady, http_ok, log_tail, read_log
 from pillsnap.errors import ServerError
 from pillsnap.infer.triton_contract import ENSEMBLES
+from pillsnap.procs import Proc, kill_and_wait, processes
 
 logger = logging.getLogger(__name__)
 
 RESTRICTED_APIS = "model-repository,shared-memory,statistics,trace,logging"
 CONTAINER_REPOSITORY = "/models"
 BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+STUB = "triton_python_backend_stub"
+SHM = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,7 @@ class TritonServer:
         self.env = env
         self.child: Child | None = None
         self.log_file = launch.log_file
+        self._watcher: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -204,13 +216,15 @@ class TritonServer:
         self.stop()
 
     def start(self) -> None:
-        """Start the server and wait until every ensemble is ready (or raise ServerError)."""
+        """Start the server and wait until every ensemble is ready (or raise ServerError).
+        After ``stop`` (or an exit) it starts again: same ports, a fresh temporary log."""
         ensembles = self.launch.ensembles()
         if self.command is None:
             binary = wheel_dir() / "bin" / "tritonserver"
             self.command = bundled_command(self.launch, binary, python_backend_dir())
             self.env = bundled_env()
-        if self.log_file is None:
+        self.log_file = self.launch.log_file
+        if self.log_file is None:  # one per start: a restart keeps the crashed server's log
             handle, name = tempfile.mkstemp(prefix="tritonserver.", suffix=".log")
             os.close(handle)
             self.log_file = Path(name)
@@ -220,6 +234,10 @@ class TritonServer:
         self.child = Child.start(self.command, name="tritonserver", log=self.log_file,
                                  env=self.env, new_group=True,
                                  grace_s=self.launch.exit_timeout_s + 15.0)
+        self._watcher = threading.Thread(target=self._watch, args=(self.child.pid,),
+                                         name=f"reaper of tritonserver {self.child.pid}",
+                                         daemon=True)
+        self._watcher.start()
         try:
             self._wait_ready(self.child, ensembles)
         except BaseException:
@@ -243,15 +261,55 @@ class TritonServer:
     def model_ready(self, model: str) -> bool:
         return http_ok(f"{self.url}/v2/models/{model}/ready")
 
+    def exit_code(self) -> int | None:
+        """The server's exit code (negative: the signal that killed it) once it has exited
+        and what it left is reaped; None while it runs or when it was never started."""
+        if self.child is None or self._watcher is None or self._watcher.is_alive():
+            return None
+        return self.child.process.poll()
+
     def stop(self) -> None:
         """SIGTERM (Triton drains requests for ``exit_timeout_s``), then SIGKILL to the whole
-        group (its python stubs too) if it is still there 15 s later."""
+        group (its python stubs too) if it is still there 15 s later; returns once what it
+        left is reaped. Nothing happens when it is not running."""
         child, self.child = self.child, None
-        if child is not None and child.stop():
-            # a killed server leaves its python backend's shm regions behind; the prefix
-            # is this server's own, so nothing else matches it
-            for region in Path("/dev/shm").glob(f"{self.launch.shm_prefix}*"):
-                region.unlink(missing_ok=True)
+        if child is not None:
+            child.stop()
+        if self._watcher is not None:
+            self._watcher.join()
+
+    def _watch(self, pid: int) -> None:
+        """Wait until the server exits, then reap what it left. WNOWAIT leaves its zombie for
+        Popen to collect, and while the zombie is there its pid (its group's id) cannot be
+        given to another process."""
+        with contextlib.suppress(ChildProcessError):  # Popen collected it first
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        self.reap(pid)
+
+    def leftovers(self, pgid: int) -> list[Proc]:
+        """Live processes of the group ``pgid`` (a server's pid) and python stubs carrying
+        this server's shm prefix (should one ever leave the group)."""
+        prefix = self.launch.shm_prefix
+
+        def own_stub(p: Proc) -> bool:
+            return bool(p.argv) and Path(p.argv[0]).name == STUB and \
+                any(a.startswith(prefix) for a in p.argv[1:])
+
+        return [p for p in processes() if not p.zombie and (p.pgid == pgid or own_stub(p))]
+
+    def reap(self, pgid: int) -> None:
+        """SIGKILL what the server of group ``pgid`` left running and remove its shm regions;
+        one log line when there was something. A restart reuses the prefix, so this must be
+        over before the next ``start``: ``exit_code`` and ``stop`` wait for it."""
+        killed = kill_and_wait(self.leftovers(pgid))
+        regions = sorted(SHM.glob(f"{self.launch.shm_prefix}*"))
+        for region in regions:
+            region.unlink(missing_ok=True)
+        if killed or regions:
+            logger.warning("tritonserver %d left %d process(es) (pids %s) and %d shm region(s) "
+                           "(%s*): removed", pgid, len(killed),
+                           ", ".join(map(str, killed)) or "-", len(regions),
+                           SHM / self.launch.shm_prefix)
 
     def log_tail(self, lines: int = 25) -> str:
         return log_tail(self.log_file, lines)
