@@ -120,6 +120,9 @@ TABLE: tuple[Entry, ...] = (
         ("tests/export/test_export.py", 'main(["--ckpt"'),
         ("tests/export/test_export.py", "det_ckpt"))),
     # Triton
+    NotRun(r"^docker build -f deploy/triton/Dockerfile\b", "needs a docker engine and the "
+           "network (no docker here); tests/triton/test_server.py checks the Dockerfile "
+           "against the config and the --docker command"),
     Run(r"^python -m pillsnap\.serve triton --docker\b"),
     Covered(r"^python -m pillsnap\.serve triton\b", (
         ("tests/triton/test_server.py", '"-m", "pillsnap.serve", "triton"'),)),

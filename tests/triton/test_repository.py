@@ -63,13 +63,26 @@ def test_onnx_configs_list_the_model_s_inputs_and_outputs(zero_repo: Path) -> No
         assert names(gpu.input) == [i.name for i in session.get_inputs()]
         assert names(gpu.output) == [o.name for o in session.get_outputs()]
         assert gpu.backend == "onnxruntime" and cpu.backend == "python" and cpu.name == name
-        assert (gpu.input, gpu.output, gpu.max_batch_size) == \
-            (cpu.input, cpu.output, cpu.max_batch_size)
         assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
         assert gpu.dynamic_batching.max_queue_delay_microseconds == 2000
         assert gpu.model_warmup[0].inputs["images"].zero_data
         assert not gpu.optimization.execution_accelerators.gpu_execution_accelerator
     assert config(zero_repo / "classifier" / "config.pbtxt").max_batch_size == 2
+
+
+def test_every_cpu_twin_declares_its_gpu_config_s_tensors(zero_repo: Path) -> None:
+    """A model served by the GPU config on the NGC image and by its CPU twin here must
+    look the same to the ensembles: same name, batching, inputs and outputs (each with its
+    type and dims). Every twin in the repository, not a list kept by hand."""
+    twins = sorted(zero_repo.glob("*/configs/*.pbtxt"))
+    assert {t.parent.parent.name for t in twins} == set(ONNX_MODELS)
+    for twin in twins:
+        gpu, cpu = config(twin.parent.parent / "config.pbtxt"), config(twin)
+        assert cpu.name == gpu.name == twin.parent.parent.name
+        assert cpu.max_batch_size == gpu.max_batch_size, twin
+        for mine, theirs in ((cpu.input, gpu.input), (cpu.output, gpu.output)):
+            assert [(t.name, t.data_type, list(t.dims)) for t in mine] == \
+                [(t.name, t.data_type, list(t.dims)) for t in theirs], twin
 
 
 def test_ensembles_expose_the_contract_and_wire_every_tensor(zero_repo: Path,

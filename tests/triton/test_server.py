@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,12 +29,16 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+import pillsnap
+from pillsnap.config.schema import TritonConfig
 from pillsnap.contract import ops
 from pillsnap.errors import ServerError
 from pillsnap.infer.bundle import load_bundle
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.infer.triton_contract import error_kind
 from pillsnap.serve.triton_server import TritonLaunch, TritonServer
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOP_K = 3
 
@@ -174,11 +179,35 @@ def test_the_cli_serves_until_sigint(zero_repo: Path,
 
 
 def test_docker_command(zero_repo: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "pillsnap.serve", "triton", "--docker",
-                          "--repository", str(zero_repo)], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.startswith("docker run --gpus all ") and "nvcr.io/nvidia/tritonserver" in out
+    done = subprocess.run([sys.executable, "-m", "pillsnap.serve", "triton", "--docker",
+                           "--repository", str(zero_repo)], capture_output=True, text=True,
+                          check=True)
+    t = TritonConfig()
+    run = shlex.split(done.stdout)
+    assert run[:4] == ["docker", "run", "--gpus", "all"]
+    # the project's image runs tritonserver itself: nothing installed at start, no network
+    assert run[run.index(t.docker_image) + 1] == "tritonserver"
+    assert "pip" not in run and "bash" not in run
     for flag in ("--model-control-mode=none", "--disable-auto-complete-config",
                  "--strict-readiness=true", "-p8100:8100", f"{zero_repo}:/models:ro"):
-        assert flag in out, flag
-    assert "--model-config-name=cpu" not in out  # the GPU configs
+        assert flag in run, flag
+    assert "--model-config-name=cpu" not in done.stdout  # the GPU configs
+    build = done.stderr.split(": ", 1)[1].strip()  # how to build that image, once
+    assert build == (f"docker build -f deploy/triton/Dockerfile --build-arg "
+                     f"BASE={t.base_image} -t {t.docker_image} .")
+
+
+def test_the_gpu_image_s_dockerfile_matches_the_config() -> None:
+    """deploy/triton/Dockerfile starts from triton.base_image, copies only what
+    .dockerignore lets into the build context, and the image's tag is this version."""
+    t = TritonConfig()
+    text = (REPO / "deploy" / "triton" / "Dockerfile").read_text(encoding="utf-8")
+    assert f"ARG BASE={t.base_image}\n" in text
+    assert t.docker_image == f"pillsnap-triton:{pillsnap.__version__}"
+    context = [line for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source
+                assert f"!{source}" in context or f"!{source}/" in context, source

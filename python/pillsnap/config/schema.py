@@ -241,7 +241,10 @@ class TritonConfig(Section):
     exit_timeout_s: int = Field(10, ge=0)  # on stop, Triton drains requests and connections
     admin_header: str = "triton-admin-key"  # restricted APIs need this header (TRITON_ADMIN_KEY)
     launcher: Literal["bundled", "docker"] = "bundled"
-    docker_image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"
+    # the GPU image: base_image + Pillow + PillSnap's wheel, built once from
+    # deploy/triton/Dockerfile (docs/triton.md, "GPU"); started offline by --docker
+    docker_image: str = "pillsnap-triton:0.1.0"
+    base_image: str = "nvcr.io/nvidia/tritonserver:24.10-py3"
     # python -m pillsnap.serve triton: start a server that died on its own again (same
     # ports; backoff 1 s doubling to 30 s; up 60 s resets the count), at most restart_max
     # times in a row

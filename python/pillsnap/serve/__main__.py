@@ -5,7 +5,7 @@
                                  [--cfg config.yaml] [--env-file .env] [serve.key=value ...]
     python -m pillsnap.serve triton                          # bundled binary, CPU configs
     python -m pillsnap.serve triton --repository triton_models triton.http_port=9100
-    python -m pillsnap.serve triton --docker                 # print the NGC docker command
+    python -m pillsnap.serve triton --docker                 # print the GPU image's docker run
     python -m pillsnap.serve triton --gpu                    # a full tritonserver on PATH
 
 api: the FastAPI proxy (uvicorn). Settings: CLI flags and overrides > config.yaml (serve
@@ -41,6 +41,7 @@ from pillsnap.serve.triton_server import (
     Ports,
     TritonLaunch,
     TritonServer,
+    docker_build,
     docker_command,
     production_flags,
 )
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GPU configs: needs a tritonserver with the onnxruntime backend "
                         "on PATH (the NGC image); see --docker")
     triton.add_argument("--docker", action="store_true",
-                        help="print the docker run command for the NGC image and exit")
+                        help="print the docker run command for the GPU image (and, on stderr, "
+                        "how to build it) and exit")
     add_config_args(triton)
     api = sub.add_parser("api", help="run the API proxy (FastAPI + uvicorn)")
     api.add_argument("--host")
@@ -120,7 +122,11 @@ def launch_from(cfg: PillsnapConfig, args: argparse.Namespace) -> TritonLaunch:
 def run_triton(cfg: PillsnapConfig, args: argparse.Namespace) -> int:
     launch = launch_from(cfg, args)
     if args.docker:
-        print(shlex.join(docker_command(launch, cfg.triton.docker_image)))
+        t = cfg.triton
+        # stderr: stdout stays the one command, for $(...) and scripts
+        print(f"# the image, built once (online) in the repository's root: "
+              f"{shlex.join(docker_build(t.docker_image, t.base_image))}", file=sys.stderr)
+        print(shlex.join(docker_command(launch, t.docker_image)))
         return 0
     server = TritonServer(launch, **_full_server(launch) if not launch.cpu else {})
     stop = threading.Event()

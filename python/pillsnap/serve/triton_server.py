@@ -12,8 +12,8 @@ untouched); this environment's ``bin`` first on PATH (the stub's embedded Python
 packages from it); LD_LIBRARY_PATH with the wheel's ``nvidia_pytriton.libs`` and the
 directory of ``libpython3.X.so.1.0``; a shared-memory prefix of its own per server, so
 parallel servers do not collide. Production flags: model control none, auto-complete off,
-strict readiness, admin APIs behind a header. ``docker_command`` gives the NGC-image
-equivalent for GPUs.
+strict readiness, admin APIs behind a header. ``docker_command`` gives the equivalent for
+GPUs, in the image ``deploy/triton/Dockerfile`` builds from NVIDIA's.
 
 When the server exits, for any reason (stopped, crashed, ``kill -9``), a watcher thread
 SIGKILLs what it left: the rest of its process group and any python backend stub whose
@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import secrets
-import shlex
 import shutil
 import socket
 import sys
@@ -127,13 +126,22 @@ def bundled_command(launch: TritonLaunch, binary: Path, backends: Path) -> list[
             f"--backend-config=python,shm-region-prefix-name={launch.shm_prefix}"]
 
 
+DOCKERFILE = "deploy/triton/Dockerfile"
+
+
 def docker_command(launch: TritonLaunch, image: str) -> list[str]:
-    """``docker run`` for the NGC image; ops.py needs Pillow, which the image lacks."""
+    """``docker run`` for ``image``, built once from ``DOCKERFILE`` (``docker_build``): it
+    has what the python models need, so the container starts offline and installs nothing."""
     ports = [f"-p{p}:{p}" for p in (launch.ports.http, launch.ports.grpc, launch.ports.metrics)]
-    server = shlex.join(["tritonserver", *production_flags(launch, CONTAINER_REPOSITORY)])
     return ["docker", "run", "--gpus", "all", "--rm", "--shm-size=1g", *ports,
             "-v", f"{launch.repository.resolve()}:{CONTAINER_REPOSITORY}:ro", image,
-            "bash", "-c", f"pip install --quiet pillow && exec {server}"]
+            "tritonserver", *production_flags(launch, CONTAINER_REPOSITORY)]
+
+
+def docker_build(image: str, base_image: str) -> list[str]:
+    """The one-time ``docker build`` of ``image`` (run it in the repository's root)."""
+    return ["docker", "build", "-f", DOCKERFILE, "--build-arg", f"BASE={base_image}",
+            "-t", image, "."]
 
 
 # ---------------------------------------------------------------------------- the bundled binary
