@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -195,6 +196,25 @@ def test_docker_command(zero_repo: Path) -> None:
     build = done.stderr.split(": ", 1)[1].strip()  # how to build that image, once
     assert build == (f"docker build -f deploy/triton/Dockerfile --build-arg "
                      f"BASE={t.base_image} -t {t.docker_image} .")
+
+
+def test_gpu_server_on_the_host_gets_a_shm_prefix_of_its_own(zero_repo: Path,
+                                                             tmp_path: Path) -> None:
+    """``--gpu`` runs the tritonserver on PATH (the NGC image's, not here: a stand-in that
+    records its arguments and exits); its python stubs' regions carry a prefix of its own,
+    so two servers on one machine do not collide and reaping finds them."""
+    fake = tmp_path / "tritonserver"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "args"}\nexit 1\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "pillsnap.serve", "triton", "--gpu",
+                           "--repository", str(zero_repo), "triton.restart=never"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    args = (tmp_path / "args").read_text().splitlines()
+    prefixes = [a for a in args if a.startswith("--backend-config=python,shm-region-prefix-")]
+    assert len(prefixes) == 1 and prefixes[0].endswith("_")
+    assert "--model-config-name=cpu" not in args  # the GPU configs
 
 
 def test_the_gpu_image_s_dockerfile_matches_the_config() -> None:

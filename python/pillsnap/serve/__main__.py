@@ -43,7 +43,7 @@ from pillsnap.serve.triton_server import (
     TritonServer,
     docker_build,
     docker_command,
-    production_flags,
+    host_command,
 )
 from pillsnap.serve.triton_supervise import Restarts, supervise
 
@@ -156,8 +156,7 @@ def _full_server(launch: TritonLaunch) -> dict[str, object]:
         raise ServerError("--gpu needs a tritonserver with the onnxruntime backend on PATH "
                           "(inside the NGC image); without one run: python -m pillsnap.serve "
                           "triton --docker")
-    return {"command": [binary, *production_flags(launch, str(launch.repository.resolve()))],
-            "env": dict(os.environ)}
+    return {"command": host_command(launch, binary), "env": dict(os.environ)}
 
 
 def main(argv: list[str] | None = None) -> int:

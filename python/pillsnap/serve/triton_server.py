@@ -120,10 +120,15 @@ def production_flags(launch: TritonLaunch, repository: str) -> list[str]:
     return flags
 
 
-def bundled_command(launch: TritonLaunch, binary: Path, backends: Path) -> list[str]:
+def host_command(launch: TritonLaunch, binary: Path | str) -> list[str]:
+    """A tritonserver on this machine (not in a container, which has a /dev/shm of its own):
+    the python backend's regions get this server's prefix, which reaping goes by."""
     return [str(binary), *production_flags(launch, str(launch.repository.resolve())),
-            f"--backend-directory={backends}",
             f"--backend-config=python,shm-region-prefix-name={launch.shm_prefix}"]
+
+
+def bundled_command(launch: TritonLaunch, binary: Path, backends: Path) -> list[str]:
+    return [*host_command(launch, binary), f"--backend-directory={backends}"]
 
 
 DOCKERFILE = "deploy/triton/Dockerfile"
