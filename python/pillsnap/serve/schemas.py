@@ -121,5 +121,12 @@ class Version(BaseModel):
     pipelines: list[str]
 
 
+# Sent with 503 "overloaded" (the admission queue is full), not with the other 503 kinds.
+RETRY_AFTER = {"Retry-After": {
+    "description": "with kind overloaded: seconds to wait before trying again (at least 1)",
+    "schema": {"type": "integer", "minimum": 1}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
+    return {code: {"model": ErrorBody, **({"headers": RETRY_AFTER} if code == 503 else {})}
+            for code in codes}

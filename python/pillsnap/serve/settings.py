@@ -50,6 +50,8 @@ class Settings(BaseModel):
     request_timeout_s: float = _SERVE["request_timeout_s"]
     ready_timeout_s: float = _SERVE["ready_timeout_s"]
     threads: int = _SERVE["threads"]
+    max_concurrent: int = _SERVE["max_concurrent"]
+    max_queue: int = _SERVE["max_queue"]
 
     @field_validator("api_keys")
     @classmethod
