@@ -83,9 +83,10 @@ class AdmissionGate:
             self.busy += 1
             return
         if len(self._waiters) >= self.max_queue:
+            retry = self.retry_after_s()
             raise Overloaded(f"the server is busy: {self.busy} request(s) computing and "
                              f"{self.waiting} waiting (serve.max_queue={self.max_queue}); "
-                             "try again later", retry_after_s=self.retry_after_s())
+                             f"try again in {retry} s", retry_after_s=retry)
         event = anyio.Event()
         self._waiters.append(event)
         try:

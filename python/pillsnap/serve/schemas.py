@@ -68,9 +68,10 @@ class Prediction(BaseModel):
                                   "never switches pipeline by itself")
     low_confidence: bool = Field(description="some pill's top1 is under the threshold")
     unknown: bool = Field(False, description="some pill is unlike every known drug")
-    timing_ms: dict[str, float] = Field(description="per stage: read (upload), the backend's "
-                                        "stages, backend (its wall time seen by the proxy), "
-                                        "total (the whole request in the proxy)")
+    timing_ms: dict[str, float] = Field(description="per stage: read (upload), queue (the "
+                                        "wait for a free worker; not in /batch items), the "
+                                        "backend's stages, backend (its wall time seen by the "
+                                        "proxy), total (the whole request in the proxy)")
 
 
 class PredictResponse(Prediction):
@@ -99,7 +100,8 @@ class BatchResponse(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: Any
-    kind: str = Field(description="stable error kind, e.g. corrupt_image, backend_unavailable")
+    kind: str = Field(description="stable error kind, e.g. corrupt_image, backend_unavailable, "
+                      "overloaded (503 with Retry-After: the server's queue is full)")
     request_id: str | None = None
 
 
