@@ -3,7 +3,7 @@ few dozen requests: the figures in docs/benchmarks.md come from the full runs).
 
 Through Triton it starts the real tritonserver and a proxy child itself, and measures the
 same request sent straight to Triton (the same load, then pairs alternating); refusals are
-counted by status code.
+counted by status code, and the admission queue's 503 ``overloaded`` apart from errors.
 """
 
 from __future__ import annotations
@@ -52,3 +52,27 @@ def test_a_running_proxy_and_refusals_by_status(api_server: ServerProcess,
                              api_key=KEY[:-1] + "X", image=pill_photos["single"]))
     assert wrong["errors"] == 8 and wrong["proxy"]["error_types"] == {"403": 8}
     assert wrong["proxy"]["ok"] == 0 and "p50" not in wrong["proxy"]
+
+
+def test_admission_refusals_are_reported_apart_from_errors(exported: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    out = tmp_path / "refused.json"
+    code = bench_main(["api", "--model-path", str(exported), "--requests", "32",
+                       "--concurrency", "8", "--no-backoff", "--json", str(out),
+                       "serve.max_concurrent=1", "serve.max_queue=1"])
+    assert code == 0  # refusals are the server working as configured, not failures
+    figures = json.loads(out.read_text())
+    proxy = figures["proxy"]
+    assert figures["server_overrides"] == ["serve.max_concurrent=1", "serve.max_queue=1"]
+    assert proxy["refused"] > 0 and proxy["errors"] == 0 and figures["errors"] == 0
+    assert proxy["ok"] + proxy["refused"] == 32 and proxy["error_types"] == {}
+    assert proxy["retry_after_s"]["min"] >= 1 and proxy["refused_ms"]["p50"] > 0
+    assert proxy["server_queue_ms"]["p50"] >= 0
+    header, _, row = ([c.strip() for c in line.strip().strip("|").split("|")]
+                      for line in capsys.readouterr().out.splitlines()[:3])
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["refused"], cells["errors"]) == (str(proxy["refused"]), "0")
+    assert int(cells["Retry-After s"].split("-")[0]) >= 1
+    with pytest.raises(SystemExit, match="server started here"):
+        api.run(api.Plan(url="http://127.0.0.1:1", server_overrides=("serve.max_queue=1",)))

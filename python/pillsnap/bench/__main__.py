@@ -7,7 +7,7 @@
                                    [--json F]
     python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
                                  | --url URL [--requests 2000] [--concurrency 32]
-                                 [--pipeline single] [--json F]
+                                 [--pipeline single] [--json F] [serve.max_queue=N ...]
 """
 
 from __future__ import annotations

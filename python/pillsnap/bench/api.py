@@ -4,22 +4,30 @@
     python -m pillsnap.bench api --repository triton_models --requests 2000 --concurrency 32
     python -m pillsnap.bench api --triton-url 127.0.0.1:8100 ...
     python -m pillsnap.bench api --url http://127.0.0.1:8000 --api-key KEY [--triton-url H:P]
+    python -m pillsnap.bench api --model-path artifacts/export serve.max_queue=4
 
 Without ``--url`` it starts ``python -m pillsnap.serve api`` as a child on a free loopback
 port with a one-off key, and stops it afterwards: the embedded backend on ``--model-path``,
 or the Triton backend in front of ``--triton-url`` (a running tritonserver) or of a
-tritonserver it starts on ``--repository`` (bundled binary, CPU configs). With Triton, the
+tritonserver it starts on ``--repository`` (bundled binary, CPU configs); dotted
+``serve.key=value`` arguments go to that server (``serve.max_queue``, ``serve.max_concurrent``:
+admission control). With Triton, the
 same photo is then sent straight to Triton's HTTP endpoint (tritonclient's asyncio client,
 the same count and concurrency) and the report gives the proxy's overhead over that direct
 call; then ``--pairs`` requests each way alternate at concurrency 1, so both see the same
 background load (on a shared machine, runs one after the other do not), and the paired
 differences give the latency the proxy adds to one request.
 
-Reports client-side latency percentiles, throughput and errors by status, the server's own
-split (backend vs proxy) from the responses' ``timing_ms``, and the CPU time per request
+Reports client-side latency percentiles of the answered requests, throughput, refusals
+(503 ``overloaded``: the admission queue was full) apart from errors (by status), with the
+time a refusal took and the ``Retry-After`` values seen, the server's own split (queue wait,
+backend, the rest of the proxy) from the responses' ``timing_ms``, and the CPU time per request
 of each process (the load generator, a proxy and a tritonserver started here: on a few
 shared cores that is where the time goes). The load is a closed
-loop (``bench/load.py``), bounded in count and time (``--max-seconds``).
+loop (``bench/load.py``), bounded in count and time (``--max-seconds``); a client that is
+refused waits the ``Retry-After`` before its next request, as the README asks of clients
+(``--no-backoff``: at once, a retry storm). Exit status 1 when a request failed; refusals
+are the server working as configured, not failures.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +58,7 @@ from pillsnap.serve import API_READY_LINE
 
 TOP_K = 5
 WARMUP_PAIRS = 3
+OVERLOADED = "overloaded"  # the error kind of a refusal by the server's admission queue
 Meter = Callable[[], dict[str, float | None]]  # CPU seconds so far, per process
 
 
@@ -66,6 +75,8 @@ class Plan:
     image: Path | None = None
     max_seconds: float = 600.0
     pairs: int = 100  # with Triton: proxy and direct requests alternating at concurrency 1
+    server_overrides: tuple[str, ...] = ()  # serve.key=value for the proxy started here
+    backoff: bool = True  # a refused client waits its Retry-After before the next request
 
     @property
     def backend(self) -> str:
@@ -81,18 +92,41 @@ class Plan:
         if not self.url and len(sources) != 1:
             raise SystemExit("give one of --model-path (embedded backend), --repository or "
                              "--triton-url (Triton backend), or --url of a running proxy")
+        if self.url and self.server_overrides:
+            raise SystemExit("serve.key=value settings are for the server started here; "
+                             "--url measures a running one as it is configured")
 
 
 class Refused(Exception):
-    """An HTTP answer other than 200, counted under its status code."""
+    """An HTTP answer other than 200, counted under its status code (and error kind, for
+    the admission queue's 503 ``overloaded``)."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+    def __init__(self, status: int, kind: str | None = None) -> None:
+        super().__init__(status, kind)
+        self.status, self.kind = status, kind
+
+    @property
+    def key(self) -> str:
+        return f"{self.status} {OVERLOADED}" if self.kind == OVERLOADED else str(self.status)
 
 
 def _error_key(exc: Exception) -> str:
-    return str(exc.status) if isinstance(exc, Refused) else type(exc).__name__
+    return exc.key if isinstance(exc, Refused) else type(exc).__name__
+
+
+@dataclass
+class Seen:
+    """What the proxy's answers said, for the measured requests (the warm-up's cleared)."""
+
+    backend_ms: list[float] = field(default_factory=list)
+    queue_ms: list[float] = field(default_factory=list)
+    proxy_ms: list[float] = field(default_factory=list)  # the rest of the request in the proxy
+    refused_ms: list[float] = field(default_factory=list)  # client time to a 503 overloaded
+    retry_after_s: list[int] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for samples in vars(self).values():
+            samples.clear()
 
 
 def demo_photo() -> bytes:
@@ -120,39 +154,68 @@ async def proxy_load(plan: Plan, url: str, key: str, photo: bytes,
     """
     import aiohttp
 
-    backend_ms: list[float] = []
-    proxy_ms: list[float] = []
+    seen = Seen()
     connector = aiohttp.TCPConnector(limit=plan.concurrency)
     async with aiohttp.ClientSession(url, connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=60)) as session:
-        send = proxy_sender(session, plan, key, photo, backend_ms=backend_ms,
-                            proxy_ms=proxy_ms)
-        stats = await _warm_then_measure(send, plan, meter)
-    stats["server_backend_ms"] = percentiles(backend_ms) if backend_ms else {}
-    stats["server_proxy_ms"] = percentiles(proxy_ms) if proxy_ms else {}
+        send = proxy_sender(session, plan, key, photo, seen=seen)
+        stats = await _warm_then_measure(send, plan, meter, before_measuring=seen.clear)
+    # refusals are the admission queue at work, counted apart from the errors
+    stats["refused"] = stats["error_types"].pop(f"503 {OVERLOADED}", 0)
+    stats["errors"] -= stats["refused"]
+    if seen.refused_ms:
+        stats["refused_ms"] = {**percentiles(seen.refused_ms), "max": max(seen.refused_ms)}
+    if seen.retry_after_s:
+        stats["retry_after_s"] = {"min": min(seen.retry_after_s),
+                                  "max": max(seen.retry_after_s)}
+    for name in ("backend", "queue", "proxy"):
+        samples = getattr(seen, f"{name}_ms")
+        stats[f"server_{name}_ms"] = percentiles(samples) if samples else {}
     return stats
 
 
 def proxy_sender(session: Any, plan: Plan, key: str, photo: bytes, *,
-                 backend_ms: list[float] | None = None,
-                 proxy_ms: list[float] | None = None) -> Callable[[], Awaitable[None]]:
-    """One ``POST /predict`` on an aiohttp session; records the server's timing split."""
+                 seen: Seen | None = None) -> Callable[[], Awaitable[None]]:
+    """One ``POST /predict`` on an aiohttp session; records the server's timing split and
+    refusals in ``seen``. A refused sender waits the Retry-After first (``plan.backoff``)."""
     body, content_type = multipart_body("image", "photo.jpg", photo)
     headers = {"X-API-Key": key, "Content-Type": content_type}
     params = {"pipeline": plan.pipeline, "top_k": str(TOP_K)}
 
     async def send() -> None:
+        started = time.perf_counter()
         async with session.post("/predict", params=params, data=body,
                                 headers=headers) as response:
             answer = await response.read()
-            if response.status != 200:
-                raise Refused(response.status)
-        if backend_ms is not None and proxy_ms is not None:
+            status, retry_after = response.status, response.headers.get("Retry-After", "")
+        if status != 200:
+            refused = Refused(status, _kind(answer))
+            if refused.kind == OVERLOADED:
+                wait = int(retry_after) if retry_after.isdigit() else 0
+                if seen is not None:
+                    seen.refused_ms.append((time.perf_counter() - started) * 1000)
+                    if wait:
+                        seen.retry_after_s.append(wait)
+                if plan.backoff:
+                    await asyncio.sleep(wait)
+            raise refused
+        if seen is not None:
             timing = json.loads(answer)["timing_ms"]
-            backend_ms.append(timing["backend"])
-            proxy_ms.append(timing["total"] - timing["backend"])
+            queue = timing.get("queue", 0.0)  # a proxy from before admission control has none
+            seen.backend_ms.append(timing["backend"])
+            seen.queue_ms.append(queue)
+            seen.proxy_ms.append(timing["total"] - timing["backend"] - queue)
 
     return send
+
+
+def _kind(answer: bytes) -> str | None:
+    """The ``kind`` of the proxy's JSON error body (None for any other body)."""
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        return None
+    return body.get("kind") if isinstance(body, dict) else None
 
 
 def multipart_body(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
@@ -208,10 +271,13 @@ async def paired(plan: Plan, url: str, key: str, host: str, photo: bytes) -> dic
             "direct": percentiles(times["direct"]), "difference": percentiles(differences)}
 
 
-async def _warm_then_measure(send: Any, plan: Plan, meter: Meter) -> dict[str, Any]:
+async def _warm_then_measure(send: Any, plan: Plan, meter: Meter,
+                             before_measuring: Callable[[], None] | None = None) -> dict[str, Any]:
     # warm-up: one request per client (connections, threads, the first inference)
     await closed_loop(send, total=plan.concurrency, concurrency=plan.concurrency,
                       max_seconds=plan.max_seconds, error_key=_error_key)
+    if before_measuring is not None:
+        before_measuring()
     before = meter()
     stats = await closed_loop(send, total=plan.requests, concurrency=plan.concurrency,
                               max_seconds=plan.max_seconds, error_key=_error_key)
@@ -238,7 +304,7 @@ def _proxy(plan: Plan, triton_host: str | None) -> Iterator[tuple[str, str, int 
     with tempfile.TemporaryDirectory() as work:
         env = {**os.environ, "API_KEY": key}  # INFO: the access log is part of the cost
         command = [sys.executable, "-m", "pillsnap.serve", "api", "--port", "0", "--env-file",
-                   str(Path(work) / "none.env"), *backend]
+                   str(Path(work) / "none.env"), *backend, *plan.server_overrides]
         with Child.start(command, name="the server", log=Path(work) / "server.log", cwd=work,
                          env=env, grace_s=30) as server:
             try:
@@ -289,8 +355,9 @@ def run(plan: Plan, json_path: Path | None = None) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "backend": plan.backend, "pipeline": plan.pipeline, "requests": plan.requests,
         "concurrency": plan.concurrency, "top_k": TOP_K, "photo_bytes": len(photo),
+        "server_overrides": list(plan.server_overrides), "backoff": plan.backoff,
         "proxy": proxy, "direct_triton": direct, "paired_c1": pairs, "machine": describe(),
-        "errors": proxy["errors"] + proxy["not_sent"]
+        "refused": proxy["refused"], "errors": proxy["errors"] + proxy["not_sent"]
         + (direct["errors"] + direct["not_sent"] if direct else 0)}
     if direct is not None and proxy["ok"] and direct["ok"]:
         figures["proxy_overhead_ms"] = {q: proxy[q] - direct[q] for q in ("p50", "p95", "p99")}
@@ -304,16 +371,23 @@ def _row(name: str, plan: dict[str, Any], s: dict[str, Any]) -> tuple[str, ...]:
     def ms(value: float | None, digits: int = 1) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
+    retry = s.get("retry_after_s")
+    retry_text = "-" if not retry else (str(retry["min"]) if retry["min"] == retry["max"]
+                                        else f"{retry['min']}-{retry['max']}")
     return (name, plan["pipeline"], str(s["requests"]), str(s["concurrency"]), str(s["ok"]),
-            str(s["errors"] + s["not_sent"]), f"{s['rps']:.1f}", ms(s.get("p50")),
-            ms(s.get("p95")), ms(s.get("p99")), ms(s.get("max")),
+            str(s["refused"]) if "refused" in s else "-", str(s["errors"] + s["not_sent"]),
+            f"{s['rps']:.1f}", ms(s.get("p50")), ms(s.get("p95")), ms(s.get("p99")),
+            ms(s.get("max")), ms(s.get("refused_ms", {}).get("p50")), retry_text,
+            ms(s.get("server_queue_ms", {}).get("p50")),
             ms(s.get("server_backend_ms", {}).get("p50")),
             ms(s.get("server_proxy_ms", {}).get("p50"), 2))
 
 
 def print_report(figures: dict[str, Any]) -> None:
-    rows = [("path", "pipeline", "requests", "concurrency", "ok", "errors", "req/s", "p50 ms",
-             "p95 ms", "p99 ms", "max ms", "backend p50 ms", "proxy p50 ms"),
+    """The table (latency of the answered requests; refusals apart), then the details."""
+    rows = [("path", "pipeline", "requests", "concurrency", "ok", "refused", "errors", "req/s",
+             "p50 ms", "p95 ms", "p99 ms", "max ms", "refusal p50 ms", "Retry-After s",
+             "queue p50 ms", "backend p50 ms", "proxy p50 ms"),
             _row(f"proxy ({figures['backend']} backend)", figures, figures["proxy"])]
     if figures["direct_triton"] is not None:
         rows.append(_row("Triton HTTP, direct", figures, figures["direct_triton"]))
@@ -335,6 +409,12 @@ def print_report(figures: dict[str, Any]) -> None:
         if s is not None and s["cpu_ms_per_request"]:
             print(f"CPU ms per request, {label}: " + ", ".join(
                 f"{who} {ms:.1f}" for who, ms in s["cpu_ms_per_request"].items()))
+    if figures["server_overrides"]:
+        print(f"server started with: {' '.join(figures['server_overrides'])}")
+    if figures["refused"]:
+        backoff = "waited the Retry-After" if figures["backoff"] else "retried at once"
+        print(f"refused (503 overloaded, the admission queue full): {figures['refused']}; "
+              f"refused clients {backoff}")
     print(f"machine: {json.dumps(figures['machine'])}")
     for name in ("proxy", "direct_triton"):
         s = figures[name]
@@ -364,14 +444,28 @@ def add_parser(sub: Any) -> None:
     api.add_argument("--pairs", type=int, default=100,
                      help="with Triton: then this many requests each way, alternating at "
                      "concurrency 1 (0: skip)")
+    api.add_argument("--no-backoff", dest="backoff", action="store_false",
+                     help="a refused client sends its next request at once instead of "
+                     "waiting the Retry-After")
     api.add_argument("--json", type=Path, help="write the figures as JSON")
+    api.add_argument("overrides", nargs="*", metavar="serve.KEY=VALUE",
+                     help="settings of the server started here, e.g. serve.max_queue=4 "
+                     "serve.max_concurrent=2 (admission control)")
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs the plan; exit status 1 when a request failed (refusals are not failures)."""
+    from pillsnap.config.cli import is_override
+
+    wrong = [o for o in args.overrides if not is_override(o)]
+    if wrong:
+        raise SystemExit(f"not a section.key=value setting: {' '.join(wrong)}")
     figures = run(Plan(requests=args.requests, concurrency=args.concurrency,
                        pipeline=args.pipeline, url=args.url, api_key=args.api_key,
                        model_path=args.model_path, repository=args.repository,
                        triton_url=args.triton_url, image=args.image,
-                       max_seconds=args.max_seconds, pairs=args.pairs), args.json)
+                       max_seconds=args.max_seconds, pairs=args.pairs,
+                       server_overrides=tuple(args.overrides), backoff=args.backoff),
+                  args.json)
     return 1 if figures["errors"] else 0
 

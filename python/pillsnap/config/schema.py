@@ -280,6 +280,11 @@ class ServeConfig(Section):
     threads: int = Field(0, ge=0)  # embedded backend: ONNX Runtime threads (0: its choice)
     # embedded backend: where ONNX Runtime runs the models (pillsnap.infer.device)
     device: Device = "auto"
+    # Admission (serve/admission.py): requests computing at once (0: the backend's choice:
+    # embedded, its worker threads, min(4, CPU cores); Triton, its 64 connections) and how
+    # many more may wait; past that a request is a 503 overloaded with Retry-After at once.
+    max_concurrent: int = Field(0, ge=0, le=1024)
+    max_queue: int = Field(8, ge=0, le=10_000)
 
 
 class MeasurementConfig(Section):

@@ -4,12 +4,14 @@
 
 Middleware, outermost first: Observe (request ID, metrics, access log), CORS (whitelist),
 BodyLimit (413 before reading an oversized body). The backend opens in the lifespan, so a
-server whose models cannot load does not start.
+server whose models cannot load does not start. One admission gate per app (that is, per
+backend) bounds the requests computing and waiting (``serve/admission.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from pillsnap import __version__
 from pillsnap.errors import PillsnapError
+from pillsnap.serve.admission import AdmissionGate
 from pillsnap.serve.backends import Backend, make_backend
 from pillsnap.serve.deps import ApiKey
 from pillsnap.serve.errors import install_error_handlers
@@ -40,6 +43,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     check_startup(settings)
     backend = backend if backend is not None else make_backend(settings)
     metrics = Metrics()
+    gate = AdmissionGate(backend.concurrency, settings.max_queue,
+                         max_retry_after_s=max(1, math.ceil(settings.request_timeout_s)))
+    metrics.watch(gate)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +67,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                   description="Identify Korean oral drugs from a photo. Send the API key in "
                   f"`{HEADER}`.")
     app.state.settings, app.state.backend, app.state.metrics = settings, backend, metrics
+    app.state.gate = gate
     install_error_handlers(app)
     # public probes declare no security, so the schema says what the server does
     keyed = {} if settings.health_public else {"dependencies": [ApiKey],

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 
+from pillsnap.serve.admission import AdmissionGate
 from pillsnap.serve.backends.base import Backend
 from pillsnap.serve.metrics import Metrics
 from pillsnap.serve.security import api_key_header, require_key
@@ -24,6 +25,10 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_gate(request: Request) -> AdmissionGate:
+    return request.app.state.gate
+
+
 def get_request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
 
@@ -31,6 +36,7 @@ def get_request_id(request: Request) -> str:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+GateDep = Annotated[AdmissionGate, Depends(get_gate)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 

@@ -33,6 +33,14 @@ class BackendTimeout(BackendUnavailable):
     """The backend did not answer within ``serve.request_timeout_s``: 503."""
 
 
+class Overloaded(BackendUnavailable):
+    """The admission queue is full (``serve.max_queue``): 503 at once, with ``Retry-After``."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ApiError(HTTPException):
     """An HTTP refusal with a stable ``kind``."""
 
@@ -42,11 +50,12 @@ class ApiError(HTTPException):
         self.kind = kind
 
 
-# most specific first: BackendTimeout before BackendUnavailable
+# most specific first: Overloaded and BackendTimeout before BackendUnavailable
 _MAPPED: tuple[tuple[type[Exception], int, str], ...] = (
     (UnsupportedImageError, 415, "unsupported_image"),
     (CorruptImageError, 400, "corrupt_image"),
     (ImageTooLargeError, 413, "too_large"),
+    (Overloaded, 503, "overloaded"),
     (BackendTimeout, 503, "backend_timeout"),
     (BackendUnavailable, 503, "backend_unavailable"),
     (ModelError, 500, "model_error"),
@@ -57,7 +66,10 @@ def api_error(exc: Exception) -> ApiError | None:
     """The HTTP form of a PillSnap exception, or None for one that is a bug."""
     for cls, status, kind in _MAPPED:
         if isinstance(exc, cls):
-            return ApiError(status, kind, str(exc))
+            # RFC 9110 Retry-After: whole seconds; clients and proxies back off by it
+            headers = ({"Retry-After": str(exc.retry_after_s)}
+                       if isinstance(exc, Overloaded) else None)
+            return ApiError(status, kind, str(exc), headers=headers)
     return None
 
 

@@ -10,8 +10,13 @@ prometheus_client is thread-safe: the embedded backend records from worker threa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from pillsnap.serve.admission import AdmissionGate
 
 # The *_created series (a timestamp per label set) doubles the output for no use here.
 prometheus_client.disable_created_metrics()
@@ -41,6 +46,16 @@ class Metrics:
                               ("kind",), registry=self.registry)
         self.in_flight = Gauge("pillsnap_requests_in_flight", "Requests being answered now",
                                registry=self.registry)
+        self.queue_depth = Gauge("pillsnap_queue_depth", "Requests waiting for the backend "
+                                 "(admission queue, at most serve.max_queue)",
+                                 registry=self.registry)
+        self.backend_busy = Gauge("pillsnap_backend_busy", "Requests the backend is computing "
+                                  "(at most serve.max_concurrent)", registry=self.registry)
+
+    def watch(self, gate: AdmissionGate) -> None:
+        """Read the gate's counts at each scrape (refusals: errors{kind="overloaded"})."""
+        self.queue_depth.set_function(lambda: gate.waiting)
+        self.backend_busy.set_function(lambda: gate.busy)
 
     def observe_timing(self, pipeline: str, timing_ms: dict[str, float]) -> None:
         for stage, ms in timing_ms.items():

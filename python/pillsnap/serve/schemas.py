@@ -68,9 +68,10 @@ class Prediction(BaseModel):
                                   "never switches pipeline by itself")
     low_confidence: bool = Field(description="some pill's top1 is under the threshold")
     unknown: bool = Field(False, description="some pill is unlike every known drug")
-    timing_ms: dict[str, float] = Field(description="per stage: read (upload), the backend's "
-                                        "stages, backend (its wall time seen by the proxy), "
-                                        "total (the whole request in the proxy)")
+    timing_ms: dict[str, float] = Field(description="per stage: read (upload), queue (the "
+                                        "wait for a free worker; not in /batch items), the "
+                                        "backend's stages, backend (its wall time seen by the "
+                                        "proxy), total (the whole request in the proxy)")
 
 
 class PredictResponse(Prediction):
@@ -99,7 +100,8 @@ class BatchResponse(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: Any
-    kind: str = Field(description="stable error kind, e.g. corrupt_image, backend_unavailable")
+    kind: str = Field(description="stable error kind, e.g. corrupt_image, backend_unavailable, "
+                      "overloaded (503 with Retry-After: the server's queue is full)")
     request_id: str | None = None
 
 
@@ -121,5 +123,12 @@ class Version(BaseModel):
     pipelines: list[str]
 
 
+# Sent with 503 "overloaded" (the admission queue is full), not with the other 503 kinds.
+RETRY_AFTER = {"Retry-After": {
+    "description": "with kind overloaded: seconds to wait before trying again (at least 1)",
+    "schema": {"type": "integer", "minimum": 1}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
+    return {code: {"model": ErrorBody, **({"headers": RETRY_AFTER} if code == 503 else {})}
+            for code in codes}

@@ -51,6 +51,8 @@ class Settings(BaseModel):
     ready_timeout_s: float = _SERVE["ready_timeout_s"]
     threads: int = _SERVE["threads"]
     device: Device = _SERVE["device"]
+    max_concurrent: int = _SERVE["max_concurrent"]
+    max_queue: int = _SERVE["max_queue"]
 
     @field_validator("api_keys")
     @classmethod

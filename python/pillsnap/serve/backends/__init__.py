@@ -5,6 +5,8 @@ from __future__ import annotations
 from pillsnap.serve.backends.base import Backend, Readiness
 from pillsnap.serve.settings import Settings
 
+TRITON_CONNECTIONS = 64  # serve.max_concurrent=0 with Triton
+
 
 def make_backend(settings: Settings) -> Backend:
     """The backend ``settings.backend`` names (``auto``: Triton when TRITON_URL is set)."""
@@ -14,12 +16,15 @@ def make_backend(settings: Settings) -> Backend:
 
         if not settings.triton_url:
             raise ConfigError("serve.backend=triton needs TRITON_URL (or serve.triton_url)")
-        return TritonBackend(settings.triton_url, timeout_s=settings.request_timeout_s)
+        # Triton queues and batches on its side; 64 in flight keeps its dynamic batcher fed
+        return TritonBackend(settings.triton_url, timeout_s=settings.request_timeout_s,
+                             connections=settings.max_concurrent or TRITON_CONNECTIONS)
     from pillsnap.serve.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(settings.model_path, timeout_s=settings.request_timeout_s,
                            max_pixels=settings.max_pixels, threads=settings.threads,
-                           device=settings.device)
+                           device=settings.device,
+                           workers=settings.max_concurrent or None)
 
 
 __all__ = ["Backend", "Readiness", "make_backend"]

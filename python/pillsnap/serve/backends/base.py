@@ -26,6 +26,11 @@ class Backend(Protocol):
     @property
     def pipelines(self) -> tuple[str, ...]: ...
 
+    @property
+    def concurrency(self) -> int:
+        """How many ``predict`` calls it serves at once; the app's admission gate lets that
+        many through and queues the rest (``serve.max_queue``)."""
+
     async def start(self) -> None:
         """Open models or clients; raises ``ModelError`` when the server cannot serve at all."""
 

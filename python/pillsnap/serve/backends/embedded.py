@@ -56,6 +56,10 @@ class EmbeddedBackend:
     def pipelines(self) -> tuple[str, ...]:
         return self._pipe.pipelines if self._pipe is not None else ()
 
+    @property
+    def concurrency(self) -> int:
+        return self.workers
+
     async def start(self) -> None:
         if self.folder is None:
             raise ModelError("the embedded backend needs an export folder: set MODEL_PATH "

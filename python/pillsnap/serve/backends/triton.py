@@ -59,6 +59,11 @@ class TritonBackend:
     def pipelines(self) -> tuple[str, ...]:
         return tuple(ENSEMBLE_OF)
 
+    @property
+    def concurrency(self) -> int:
+        # the connection pool: past it aiohttp would queue requests where no one sees them
+        return self.connections
+
     async def start(self) -> None:
         from tritonclient.http.aio import InferenceServerClient
 
