@@ -91,7 +91,8 @@ TABLE: tuple[Entry, ...] = (
     # training
     Covered(r"^python -m pillsnap\.train\.detect\b.*\btrain\.resume=last\b", (
         ("tests/train/test_detect.py", '"train.resume=last"'),
-        ("tests/train/test_detect.py", "test_detector_killed_mid_run_resumes_from_last"))),
+        ("tests/train/test_detect.py",
+         "test_detector_killed_mid_epoch_resumes_from_its_last_finished_epoch"))),
     Covered(r"^python -m pillsnap\.train\b.*\btrain\.resume=last\b", (
         ("tests/train/test_resume.py", '"train.resume=last"'),
         ("tests/train/test_resume.py", '"-m", "pillsnap.train"'))),

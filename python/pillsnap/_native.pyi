@@ -387,8 +387,10 @@ class PackLoader:
     def __len__(self) -> int:
         """Records in the pack."""
     def batches_per_epoch(self) -> int: ...
-    def start_epoch(self, epoch: int) -> None:
-        """Serve ``epoch`` (seeded shuffle and crops); an unfinished epoch is abandoned."""
+    def start_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Serve ``epoch`` (seeded shuffle and crops) from batch ``start_batch`` on, exactly as
+        an uninterrupted epoch would, without decoding the skipped batches; an unfinished
+        epoch is abandoned. A start past the epoch's end raises ValueError."""
     def next_batch(self) -> tuple[int, int] | None:
         """``(slot, size)`` of the next ready batch, None at the end of the epoch; waits with
         the GIL released and lets Ctrl-C through."""

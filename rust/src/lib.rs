@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod error;
 pub mod jpeg;
+pub mod order;
 pub mod pack;
 pub mod pack_source;
 pub mod prefetch;

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::rng::{SplitMix64, GOLDEN};
+use crate::order::{batch_count, epoch_order};
 
 /// Where samples come from: index -> label and pixels written into a batch slot.
 pub trait SampleSource: Send + Sync + 'static {
@@ -137,39 +137,6 @@ pub struct Loader<S: SampleSource> {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The indices one rank reads in one epoch: a seeded shuffle, then DistributedSampler-style
-/// sharding (every rank gets the same count; drop_last trims, otherwise the order wraps).
-pub fn epoch_order(len: usize, cfg: &LoaderConfig, epoch: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    if cfg.shuffle {
-        let mut rng = SplitMix64::new(cfg.seed ^ epoch.wrapping_mul(GOLDEN));
-        for i in (1..order.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
-    }
-    let world = cfg.world_size.max(1);
-    let per_rank = if cfg.drop_last {
-        len / world
-    } else {
-        len.div_ceil(world)
-    };
-    (0..per_rank)
-        .filter_map(|k| {
-            let at = k * world + cfg.rank;
-            (len > 0).then(|| order[at % len])
-        })
-        .collect()
-}
-
-fn batch_count(samples: usize, cfg: &LoaderConfig) -> usize {
-    if cfg.drop_last {
-        samples / cfg.batch_size
-    } else {
-        samples.div_ceil(cfg.batch_size)
-    }
-}
-
 impl<S: SampleSource> Loader<S> {
     /// Start the worker threads over buffers of `ring * batch_size * sample_bytes` bytes
     /// (images) and `ring * batch_size` i64 (labels).
@@ -237,13 +204,19 @@ impl<S: SampleSource> Loader<S> {
         batch_count(samples, &self.shared.cfg)
     }
 
-    /// Begin serving `epoch`; an unfinished epoch is abandoned (its work drained first).
-    pub fn start_epoch(&self, epoch: u64) -> Result<(), Error> {
-        let order = Arc::new(epoch_order(
-            self.shared.source.len(),
-            &self.shared.cfg,
-            epoch,
-        ));
+    /// Begin serving `epoch` at batch `start_batch` (0: all of it); an unfinished epoch is
+    /// abandoned (its work drained first). From `start_batch` on, the batches are those an
+    /// uninterrupted epoch serves (order and crops depend on seed, epoch and index only),
+    /// and the skipped ones are never decoded: their units are simply not handed out.
+    pub fn start_epoch(&self, epoch: u64, start_batch: usize) -> Result<(), Error> {
+        let cfg = &self.shared.cfg;
+        let order = Arc::new(epoch_order(self.shared.source.len(), cfg, epoch));
+        let batches = batch_count(order.len(), cfg);
+        if start_batch > batches {
+            return Err(Error::invalid(format!(
+                "start_batch {start_batch} is past the end of an epoch of {batches} batches"
+            )));
+        }
         let mut st = self.lock()?;
         st.generation += 1;
         st.batches = 0; // nothing of the old epoch is startable any more
@@ -251,12 +224,14 @@ impl<S: SampleSource> Loader<S> {
             st = wait(&self.shared.ready_cv, st, Duration::from_millis(50))?;
         }
         st.epoch = epoch;
-        st.batches = batch_count(order.len(), &self.shared.cfg);
+        st.batches = batches;
         st.order = order;
-        st.next_unit = 0;
+        // Batch numbers stay those of the whole epoch (slot = number % ring): starting
+        // part-way is the state the epoch would be in with `start_batch` batches released.
+        st.next_unit = start_batch * cfg.batch_size;
         st.done.iter_mut().for_each(|d| *d = 0);
-        st.returned = 0;
-        st.released = 0;
+        st.returned = start_batch;
+        st.released = start_batch;
         st.failed = None;
         drop(st);
         self.shared.work_cv.notify_all();
@@ -595,7 +570,12 @@ mod tests {
 
     /// Every (label, first pixel byte) the loader hands out in one epoch, batch by batch.
     fn run_epoch(h: &Harness, epoch: u64) -> Result<Vec<Vec<i64>>, Error> {
-        h.loader.start_epoch(epoch)?;
+        run_epoch_from(h, epoch, 0)
+    }
+
+    /// [`run_epoch`] from batch `start` on.
+    fn run_epoch_from(h: &Harness, epoch: u64, start: usize) -> Result<Vec<Vec<i64>>, Error> {
+        h.loader.start_epoch(epoch, start)?;
         let cfg = h.loader.shared.cfg.clone();
         let mut out = Vec::new();
         while let Some(batch) = next(&h.loader)? {
@@ -643,27 +623,31 @@ mod tests {
     }
 
     #[test]
-    fn the_shuffle_is_pinned() {
-        // Recorded before the generator moved to rng.rs (issue 12): runs resumed from a
-        // checkpoint rely on epoch orders staying what they were.
-        assert_eq!(
-            epoch_order(10, &config(1, 1, 1), 3),
-            [2, 4, 7, 9, 8, 0, 3, 6, 5, 1]
-        );
+    fn an_epoch_started_at_batch_k_serves_the_rest_of_the_whole_epoch() -> Result<(), Error> {
+        // 103 samples in batches of 10: the last batch is partial; ring 3 and start 4 put
+        // the first batch served in slot 1, not slot 0.
+        let whole = run_epoch(&*harness(103, &[], config(10, 3, 3))?, 2)?;
+        for start in [0, 1, 4, 10, 11] {
+            let h = harness(103, &[], config(10, 3, 3))?;
+            assert_eq!(
+                run_epoch_from(&h, 2, start)?,
+                whole[start..],
+                "start {start}"
+            );
+            // the skipped batches were never loaded: only the served samples were
+            let served = whole[start..].iter().map(Vec::len).sum::<usize>();
+            assert_eq!(h.loader.stats()?.samples, served as u64, "start {start}");
+        }
+        Ok(())
     }
 
     #[test]
-    fn ranks_get_disjoint_shards_that_cover_the_epoch() {
-        let mut all = Vec::new();
-        for rank in 0..3 {
-            let mut cfg = config(4, 1, 2);
-            cfg.world_size = 3;
-            cfg.rank = rank;
-            cfg.drop_last = true;
-            all.extend(epoch_order(30, &cfg, 5));
-        }
-        all.sort_unstable();
-        assert_eq!(all, (0..30).collect::<Vec<usize>>());
+    fn a_start_past_the_epoch_is_refused_and_the_loader_still_works() -> Result<(), Error> {
+        let h = harness(30, &[], config(10, 2, 2))?;
+        let got = h.loader.start_epoch(0, 4);
+        assert!(matches!(got, Err(Error::InvalidArgument { .. })), "{got:?}");
+        assert_eq!(run_epoch(&h, 0)?.concat().len(), 30);
+        Ok(())
     }
 
     #[test]
@@ -682,7 +666,7 @@ mod tests {
     #[test]
     fn a_run_of_bad_records_fails_loudly() -> Result<(), Error> {
         let h = harness(6, &[0, 1, 2, 3, 4, 5], config(2, 1, 2))?;
-        h.loader.start_epoch(0)?;
+        h.loader.start_epoch(0, 0)?;
         let got = h.loader.next_batch(Duration::from_secs(10));
         assert!(matches!(got, Err(Error::Loader { .. })), "{got:?}");
         Ok(())
@@ -691,7 +675,7 @@ mod tests {
     #[test]
     fn abandoning_an_epoch_midway_is_safe() -> Result<(), Error> {
         let h = harness(100, &[], config(10, 3, 2))?;
-        h.loader.start_epoch(0)?;
+        h.loader.start_epoch(0, 0)?;
         assert!(next(&h.loader)?.is_some());
         h.loader.release()?;
         assert_eq!(run_epoch(&h, 1)?.concat().len(), 100);
@@ -701,7 +685,7 @@ mod tests {
     #[test]
     fn the_ring_bounds_batches_handed_out() -> Result<(), Error> {
         let h = harness(100, &[], config(10, 2, 2))?;
-        h.loader.start_epoch(0)?;
+        h.loader.start_epoch(0, 0)?;
         next(&h.loader)?;
         next(&h.loader)?;
         let third = h.loader.next_batch(Duration::from_secs(10));
@@ -726,7 +710,7 @@ mod tests {
                 labels.as_mut_ptr(),
             )?
         };
-        loader.start_epoch(0)?;
+        loader.start_epoch(0, 0)?;
         assert_eq!(
             loader.next_batch(Duration::from_millis(1))?,
             NextBatch::NotYet

@@ -126,6 +126,25 @@ def test_len_and_drop_last(photo_pack: Path) -> None:
     assert sum(len(y) for _, y in batches) == records
 
 
+def test_an_epoch_started_at_batch_k_serves_the_whole_epochs_batches_from_k(
+        photo_pack: Path) -> None:
+    """What a run resumed mid-epoch relies on: the same crops, flips and labels, in order,
+    and the skipped batches are not decoded (the samples counter says so)."""
+    whole = epoch_batches(loader(photo_pack, drop_last=False), epoch=3)
+    for start in (1, len(whole) - 1, len(whole)):
+        ld = loader(photo_pack, drop_last=False)
+        ld.set_epoch(3, start_batch=start)
+        rest = [(x.clone(), y.clone()) for x, y in ld]
+        assert len(rest) == len(whole) - start
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                   for a, b in zip(rest, whole[start:], strict=True))
+        assert ld.stats()["samples"] == sum(len(y) for _, y in whole[start:])
+    ld = loader(photo_pack, drop_last=False)
+    ld.set_epoch(3, start_batch=len(whole) + 1)
+    with pytest.raises(ValueError, match="past the end of an epoch"):
+        next(iter(ld))
+
+
 def _digests(ld: PackLoader) -> list[str]:
     return [hashlib.sha1(img.numpy().tobytes()).hexdigest()
             for x, _ in epoch_batches(ld, epoch=2) for img in x]

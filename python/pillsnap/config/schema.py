@@ -195,6 +195,11 @@ class TrainConfig(Section):
     cuda_graphs: bool = False
     grad_checkpointing: bool = False
     resume: str | None = None  # None, "last", or a checkpoint path
+    # last.pt inside an epoch too (after an optimiser step, with the loader's position, so a
+    # resume continues at the next batch): every N minutes and/or every N optimiser steps
+    # (steps: the same places every run, for tests and short runs); 0: off
+    checkpoint_every_minutes: float = Field(20.0, ge=0.0)
+    checkpoint_every_steps: int = Field(0, ge=0)
     eval_every_epochs: int = Field(1, ge=1)
     # a time cap: after the first epoch, fewer epochs when the planned ones would not fit
     # (the learning-rate schedule follows); None: run train.epochs

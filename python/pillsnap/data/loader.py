@@ -66,7 +66,7 @@ class PackLoader:
         threads = threads or len(os.sched_getaffinity(0))
         pin = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.batch_size, self.image_size, self.train = batch_size, image_size, train
-        self.threads, self.ring, self.epoch = threads, ring, 0
+        self.threads, self.ring, self.epoch, self.start_batch = threads, ring, 0, 0
         self._pid = os.getpid()
         self._images = torch.empty((ring, batch_size, image_size, image_size, 3),
                                    dtype=torch.uint8, pin_memory=pin)
@@ -97,9 +97,11 @@ class PackLoader:
     def __len__(self) -> int:
         return int(self._native.batches_per_epoch())
 
-    def set_epoch(self, epoch: int) -> None:
-        """Shuffle and augment differently each epoch (the same on every rank)."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Shuffle and augment differently each epoch (the same on every rank); the next
+        pass starts at batch ``start_batch`` (a run resumed mid-epoch) and serves exactly the
+        batches a whole epoch serves from there on, without decoding the skipped ones."""
+        self.epoch, self.start_batch = epoch, start_batch
 
     @property
     def pinned(self) -> bool:
@@ -122,7 +124,7 @@ class PackLoader:
         host-to-device copies run).
         """
         self._check_process()
-        self._native.start_epoch(self.epoch)
+        self._native.start_epoch(self.epoch, self.start_batch)
         self._outstanding = 0
         while True:
             got = self._native.next_batch()

@@ -56,8 +56,8 @@ class DevicePrefetcher:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.loader.set_epoch(epoch, start_batch)
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         # uint8 NCHW (channels_last memory) -> dtype, still channels_last.

@@ -5,7 +5,7 @@
 
 The checkpoint holds the state dicts, ``arch``, ``image_size``, the class index (K-codes +
 hash), the fitted ``temperature``, the open-set statistics and thresholds, and the resolved
-config as YAML (written by ``pillsnap.train.classifier.checkpoint_state``).
+config as YAML (written by ``pillsnap.train.run_state.checkpoint_state``).
 """
 
 from __future__ import annotations

@@ -19,19 +19,26 @@ from typing import Any
 
 import torch
 
-from pillsnap.config import save_config, to_yaml
+from pillsnap.config import save_config
 from pillsnap.config.schema import PillsnapConfig
 from pillsnap.logs import log_decision, setup_logging
 from pillsnap.train import distributed as dist_mod
 from pillsnap.train import loop
 from pillsnap.train.autobatch import tune_batch
 from pillsnap.train.calibrate import calibrate
-from pillsnap.train.checkpoint import CheckpointError, load_checkpoint, resolve_resume, save_atomic
+from pillsnap.train.checkpoint import load_checkpoint, resolve_resume, save_atomic
 from pillsnap.train.inputs import check_pack, ensure_packs, load_classes
-from pillsnap.train.metrics import summarise
+from pillsnap.train.metrics import as_record, summarise
 from pillsnap.train.model import classifier_from_checkpoint
 from pillsnap.train.oom import free_memory, log_oom_step
 from pillsnap.train.openset import fit_open_set
+from pillsnap.train.run_state import (
+    RngState,
+    check_position,
+    checkpoint_state,
+    gather_rng,
+    restore,
+)
 from pillsnap.train.runtime import Precision
 from pillsnap.train.session import BatchHook, Session, build_session
 from pillsnap.train.steplog import cuda_mem_mb
@@ -85,6 +92,7 @@ def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
     else:
         _tune_batch(s)
     s.open_train_loader()
+    check_position(s)
     try:
         metrics = fit(s)
         if d.main:
@@ -140,6 +148,9 @@ def fit(s: Session) -> dict[str, Any]:
     cfg = s.cfg
     started = time.perf_counter()
     first, total = s.epoch, cfg.train.epochs
+    # a run resumed mid-epoch trains only the rest of its first epoch: the time cap's pace
+    # counts that fraction
+    skipped = s.resume_at.batch / s.resume_at.batches if s.resume_at else 0.0
     for epoch in range(first, cfg.train.epochs):
         if epoch >= total:
             break
@@ -149,16 +160,20 @@ def fit(s: Session) -> dict[str, Any]:
         stats = _epoch_with_oom_recovery(s, epoch)
         s.epoch = epoch + 1
         if epoch == first and cfg.train.max_minutes is not None:
-            total = _time_cap(s, time.perf_counter() - started, epochs_run=epoch + 1 - first)
+            total = _time_cap(s, time.perf_counter() - started,
+                              epochs_run=epoch + 1 - first - skipped)
         stop = False
+        rng = gather_rng(s.dist, s.device)  # every rank's, before rank 0 alone evaluates
         if s.dist.main:
             evaluate_now = (epoch + 1) % cfg.train.eval_every_epochs == 0 \
                 or epoch + 1 == total
             if evaluate_now:
-                stop = _evaluate_and_save(s, epoch, stats)
+                stop = _evaluate_and_save(s, epoch, stats, rng)
             else:
-                save_atomic(checkpoint_state(s), s.run_dir / "last.pt")
+                save_atomic(checkpoint_state(s, rng=rng), s.run_dir / "last.pt")
             _advise(s, epoch, s.oom.history[oom_before:])
+        if s.checkpoints is not None:
+            s.checkpoints.written()
         if dist_mod.broadcast_flag(s.dist, stop):
             logger.info("early stopping: %s did not improve for %d evaluations",
                         cfg.train.early_stopping.monitor, cfg.train.early_stopping.patience)
@@ -168,7 +183,7 @@ def fit(s: Session) -> dict[str, Any]:
     return s.last_metrics
 
 
-def _time_cap(s: Session, elapsed_s: float, *, epochs_run: int) -> int:
+def _time_cap(s: Session, elapsed_s: float, *, epochs_run: float) -> int:
     """``train.max_minutes``: the epochs that fit at the first epoch's pace (rank 0's
     measure for every rank); the schedule is stretched over them. The first epoch's
     evaluation is not timed yet: the estimate leaves it to the budget's slack."""
@@ -189,6 +204,9 @@ def _epoch_with_oom_recovery(s: Session, epoch: int) -> dict[str, float]:
         try:
             return loop.train_epoch(s, epoch)
         except torch.cuda.OutOfMemoryError:
+            # The retry starts the epoch at batch 0, a resumed run's too (take_resume hands
+            # its position out once): the batch size is about to change, and a position
+            # counts in batches of the old size.
             s.optimizer.zero_grad(set_to_none=True)
             apply_oom_step(s)  # raises OutOfMemoryFailure when nothing is left to try
             logger.info("restarting epoch %d after the out-of-memory remedy", epoch)
@@ -215,7 +233,8 @@ def apply_oom_step(s: Session) -> str:
     return step
 
 
-def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float]) -> bool:
+def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float],
+                       rng: list[RngState] | None = None) -> bool:
     """Evaluate (EMA when on), calibrate, write reports and checkpoints; True: stop early."""
     model = loop.eval_model(s)
     logits, labels, val_loss = loop.collect_logits(s, model)
@@ -228,7 +247,7 @@ def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float]) -> bool:
     s.temperature = metrics["temperature"]
     s.open_set = metrics["open_set"]
     s.last_metrics = metrics
-    record = loop.as_record(metrics)
+    record = as_record(metrics)
     logger.info("eval epoch %d: %s", epoch, " ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
     s.log.scalars("val", s.step, {k: float(v) for k, v in record.items()})
@@ -241,7 +260,7 @@ def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float]) -> bool:
         s.best, s.stale_epochs = value, 0
     else:
         s.stale_epochs += 1
-    state = checkpoint_state(s)
+    state = checkpoint_state(s, rng=rng)
     save_atomic(state, s.run_dir / "last.pt")
     if better:
         save_atomic(state, s.run_dir / "best.pt")
@@ -261,45 +280,3 @@ def _advise(s: Session, epoch: int, oom_steps: list[str]) -> None:
                      value=value, higher_is_better=HIGHER_IS_BETTER[monitor],
                      batch_size=s.settings.batch_size, lr=s.cfg.train.lr,
                      patience=s.cfg.train.early_stopping.patience)
-
-
-def checkpoint_state(s: Session) -> dict[str, Any]:
-    """Everything a resume or an export needs (see docs in README: Training)."""
-    return {
-        "format": 1, "model": s.model.state_dict(),
-        "ema": s.ema.module.state_dict() if s.ema is not None else None,
-        "optimizer": s.optimizer.state_dict(), "scheduler": s.schedule.state_dict(),
-        "scaler": s.scaler.state_dict(), "epoch": s.epoch - 1, "step": s.step,
-        "best": {"monitor": s.cfg.train.early_stopping.monitor, "value": s.best,
-                 "stale_epochs": s.stale_epochs},
-        "settings": {"batch_size": s.settings.batch_size, "grad_accum": s.settings.grad_accum,
-                     "fp16": s.settings.fp16},
-        "config": to_yaml(s.cfg), "arch": s.cfg.models.classifier.arch,
-        "image_size": s.cfg.models.classifier.image_size,
-        "classes": {"k_codes": list(s.classes.k_codes), "hash": s.classes.hash},
-        "temperature": s.temperature,
-        "open_set": s.open_set,
-        "metrics": loop.as_record(s.last_metrics),
-    }
-
-
-def restore(s: Session, state: dict[str, Any], path: Path | None) -> None:
-    """Continue a run from ``state``: weights, EMA, optimiser, schedule, scaler, counters."""
-    if state["classes"]["hash"] != s.classes.hash:
-        raise CheckpointError(f"{path} was trained on class index {state['classes']['hash']}, "
-                              f"but {s.classes.hash} is loaded")
-    s.model.load_state_dict(state["model"])
-    if s.ema is not None and state.get("ema") is not None:
-        s.ema.module.load_state_dict(state["ema"])
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.schedule.load_state_dict(state["scheduler"])
-    s.scaler.load_state_dict(state["scaler"])
-    s.epoch, s.step = int(state["epoch"]) + 1, int(state["step"])
-    s.best = state["best"]["value"]
-    s.stale_epochs = int(state["best"].get("stale_epochs", 0))
-    s.temperature = float(state.get("temperature", 1.0))
-    s.open_set = state.get("open_set")
-    grad_accum = int(state["settings"]["grad_accum"])
-    if grad_accum != s.settings.grad_accum:
-        s.use_settings(replace(s.settings, grad_accum=grad_accum))
-    log_decision(logger, "resume", path, f"continuing at epoch {s.epoch}, step {s.step}")

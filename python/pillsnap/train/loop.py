@@ -18,6 +18,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pillsnap.data.prefetch import DevicePrefetcher
+from pillsnap.train.run_state import Position
 from pillsnap.train.session import Session
 from pillsnap.train.steplog import cuda_mem_mb
 
@@ -64,18 +65,25 @@ def train_epoch(s: Session, epoch: int,
     ``batches`` replaces the session's loader (any sized iterable of device batches): the
     training benchmark feeds batches already on the GPU through the same loop. Returns the
     epoch's loss and its totals of data and compute time.
+
+    With the session's own loader, a resumed mid-epoch position starts the epoch at its
+    batch, and mid-epoch checkpoints are written (``pillsnap.train.midepoch``).
     """
     s.model.train()
+    position, own = None, batches is None
     if batches is None:
-        batches = s.batches(epoch)
+        position = s.take_resume(epoch)
+        batches = s.batches(epoch, position.batch if position is not None else 0)
     total = len(batches)
     # The bar is for a person at a terminal: disable=None turns it off when stderr is not a
     # TTY (nohup, `2>&1 | tee`, CI), where its carriage-return redraws would pile up in the
     # captured file as one long line; the step lines carry the same numbers there.
-    with (tqdm(total=total, desc=f"epoch {epoch}", unit="batch",
+    with (tqdm(total=total, initial=position.batch if position is not None else 0,
+               desc=f"epoch {epoch}", unit="batch",
                disable=None if s.dist.main else True, leave=False) as bar,
           _console_lines_above(bar)):
-        return _run_batches(s, epoch, batches, total, bar)
+        return _run_batches(s, epoch, batches, total, bar, position=position,
+                            checkpoints=own)
 
 
 @contextlib.contextmanager
@@ -90,14 +98,21 @@ def _console_lines_above(bar: tqdm) -> Iterator[None]:
 
 
 def _run_batches(s: Session, epoch: int, batches: DevicePrefetcher | Batches, total: int,
-                 bar: tqdm) -> dict[str, float]:
+                 bar: tqdm, *, position: Position | None = None,
+                 checkpoints: bool = False) -> dict[str, float]:
     accum, every = s.settings.grad_accum, s.cfg.logging.log_every_steps
-    window: dict[str, Any] = {"data": 0.0, "compute": 0.0, "images": 0.0, "n": 0,
-                              "loss": torch.zeros((), device=s.device)}
-    epoch_loss, epoch_n = torch.zeros((), device=s.device), 0
+    p = position if position is not None else Position(epoch, 0, total, 0, 0, 0)
+    # A resumed epoch carries on the sums the killed run had: the same step lines follow.
+    window: dict[str, Any] = {"data": 0.0, "compute": 0.0, "images": p.window_images,
+                              "n": p.window_batches,
+                              "loss": torch.tensor(p.window_loss, device=s.device)}
+    epoch_loss = torch.tensor(p.epoch_loss, device=s.device)
+    epoch_n = p.epoch_batches
     totals = {"data_time": 0.0, "compute_time": 0.0, "images": 0}
+    saver = s.checkpoints if checkpoints and s.checkpoints is not None \
+        and s.checkpoints.enabled else None
     tick = time.perf_counter()
-    for i, (images, labels) in enumerate(batches):
+    for i, (images, labels) in enumerate(batches, start=p.batch):
         started = time.perf_counter()
         window["data"] += started - tick
         totals["data_time"] += started - tick
@@ -118,6 +133,11 @@ def _run_batches(s: Session, epoch: int, batches: DevicePrefetcher | Batches, to
         totals["images"] += images.shape[0]
         if last_micro and s.step % every == 0:
             _log_window(s, epoch, lr, window)
+        if saver is not None and last_micro and i + 1 < total and saver.due(s.step):
+            saver.save(s, Position(
+                epoch, i + 1, total, s.settings.batch_size, accum, s.dist.world,
+                float(epoch_loss), epoch_n, float(window["loss"]), window["n"],
+                window["images"]))
         bar.update(1)
     return {"loss": float(epoch_loss) / max(epoch_n, 1), "batches": epoch_n, **totals}
 
@@ -150,9 +170,3 @@ def collect_logits(s: Session, model: torch.nn.Module) -> tuple[torch.Tensor, to
 def eval_model(s: Session) -> torch.nn.Module:
     """The EMA weights when enabled (they evaluate and serve better), else the model."""
     return s.ema.module if s.ema is not None else s.model
-
-
-def as_record(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The scalar metrics (for log lines, TensorBoard and the checkpoint's summary)."""
-    return {k: v for k, v in metrics.items()
-            if k not in ("per_class", "most_confused", "open_set")}

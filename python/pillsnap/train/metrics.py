@@ -47,3 +47,9 @@ def summarise(logits: torch.Tensor, labels: torch.Tensor, k_codes: tuple[str, ..
             "top1": (preds == labels).float().mean().item(), "top5": top5.item(),
             "macro_f1": f1[seen].mean().item() if seen.any() else 0.0,
             "per_class": per_class, "most_confused": confused}
+
+
+def as_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar metrics (for log lines, TensorBoard and the checkpoint's summary)."""
+    return {k: v for k, v in metrics.items()
+            if k not in ("per_class", "most_confused", "open_set")}

@@ -27,9 +27,11 @@ from pillsnap.logs import log_decision
 from pillsnap.train.advisor import Advisor
 from pillsnap.train.distributed import Dist
 from pillsnap.train.ema import WarmupEma, make_ema
+from pillsnap.train.midepoch import MidEpochCheckpoints
 from pillsnap.train.model import create_classifier, set_grad_checkpointing
 from pillsnap.train.oom import OomPolicy, Settings
 from pillsnap.train.optim import Schedule, make_optimizer, scaled_lr
+from pillsnap.train.run_state import Position
 from pillsnap.train.runtime import (
     CompiledForward,
     Precision,
@@ -75,6 +77,8 @@ class Session:
     open_set: dict[str, Any] | None = None  # score, tar and thresholds (train.calibrate)
     on_batch: BatchHook | None = None
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    checkpoints: MidEpochCheckpoints | None = None  # train.checkpoint_every_minutes/_steps
+    resume_at: Position | None = None  # a resumed mid-epoch checkpoint's place in s.epoch
 
     _prefetcher: DevicePrefetcher | None = None
     _val_loader: PackLoader | None = None
@@ -87,10 +91,16 @@ class Session:
         self._prefetcher.loader = loader
         return self._prefetcher
 
-    def batches(self, epoch: int) -> DevicePrefetcher:
+    def batches(self, epoch: int, start_batch: int = 0) -> DevicePrefetcher:
         assert self.train_loader is not None
-        self.train_loader.set_epoch(epoch)
+        self.train_loader.set_epoch(epoch, start_batch)
         return self.feed(self.train_loader)
+
+    def take_resume(self, epoch: int) -> Position | None:
+        """The resumed position inside ``epoch``, once: a retry of the epoch (after an OOM
+        remedy changed the batch) starts it again from batch 0."""
+        position, self.resume_at = self.resume_at, None
+        return position if position is not None and position.epoch == epoch else None
 
     def val_batches(self) -> DevicePrefetcher:
         if self._val_loader is None or self._val_loader.batch_size != self.settings.batch_size:
@@ -167,7 +177,7 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
                           fp16=precision.dtype is torch.float16),
         oom=OomPolicy(t.oom),
         log=MetricLog(run_dir, cfg.logging.tensorboard, enabled=d.main),
-        advisor=Advisor(run_dir))
+        advisor=Advisor(run_dir), checkpoints=MidEpochCheckpoints(cfg, d))
     session.follow_global_batch()
     if t.augment == "none":
         log_decision(logger, "train.augment", "none", "centre crops, shuffled, no flip")

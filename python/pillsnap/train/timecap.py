@@ -18,7 +18,7 @@ import logging
 from pillsnap.logs import log_decision
 
 
-def epochs_that_fit(*, elapsed_s: float, epochs_run: int, epochs_done: int, planned: int,
+def epochs_that_fit(*, elapsed_s: float, epochs_run: float, epochs_done: int, planned: int,
                     max_minutes: float) -> int:
     """``planned``, or fewer when ``epochs_run`` epochs in ``elapsed_s`` (this process) set a
     pace that would overrun ``max_minutes``; never fewer than ``epochs_done`` (all epochs

@@ -134,9 +134,12 @@ impl PyPackLoader {
         Ok(self.loader.batches_per_epoch())
     }
 
-    fn start_epoch(&self, py: Python<'_>, epoch: u64) -> PyResult<()> {
+    /// Serve `epoch` from batch `start_batch` on (a resumed run's position); the skipped
+    /// batches are not decoded.
+    #[pyo3(signature = (epoch, start_batch = 0))]
+    fn start_epoch(&self, py: Python<'_>, epoch: u64, start_batch: usize) -> PyResult<()> {
         self.same_process()?;
-        Ok(py.detach(|| self.loader.start_epoch(epoch))?)
+        Ok(py.detach(|| self.loader.start_epoch(epoch, start_batch))?)
     }
 
     /// `(slot, size)` of the next batch, or None at the end of the epoch. Waits with the GIL
