@@ -8,6 +8,7 @@ pub mod error;
 pub mod jpeg;
 pub mod pack;
 pub mod pack_source;
+pub mod photo;
 pub mod prefetch;
 pub mod prepare;
 pub mod probe;

@@ -135,7 +135,7 @@ impl JpegDecoder {
     }
 
     /// Reads the header and refuses what the RGB decode paths cannot serve.
-    fn supported_header(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
+    pub(crate) fn supported_header(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
         let (header, raw) = self.read_header(data)?;
         if matches!(header.colorspace, ColorSpace::Cmyk | ColorSpace::Ycck) {
             return Err(Error::unsupported_jpeg(
