@@ -2,9 +2,10 @@
 
 Errors are the classes of :mod:`pillsnap.errors`: ``NativeIOError`` (also an ``OSError``, with
 ``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError``,
-``UnsupportedImageError``, ``ImageTooLargeError``, ``PackError`` and ``LoaderError``; an internal bug surfaces as the
-base ``PillsnapError``. Caller mistakes raise ``InvalidArgumentError`` (a ``ValueError``: a bad
-argument), the built-in ``IndexError`` (a record number past the end) and ``TypeError``.
+``UnsupportedImageError``, ``ImageTooLargeError``, ``PackError`` and ``LoaderError``; an
+internal bug surfaces as the base ``PillsnapError``. Caller mistakes raise
+``InvalidArgumentError`` (a ``ValueError``: a bad argument), the built-in ``IndexError`` (a
+record number past the end) and ``TypeError``.
 
 ``tests/native/test_stub.py`` checks this file against the built module (mypy's stubtest).
 """

@@ -225,7 +225,7 @@ def test_what_the_engine_does_not_read_goes_to_pillow(fmt: str) -> None:
     if fmt == "CMYK JPEG":
         data = _encode(image.convert("CMYK"), "JPEG")
     elif fmt == "16-bit PNG":
-        data = _encode(Image.fromarray((SMALL[..., 0].astype(np.uint16) * 257)), "PNG")
+        data = _encode(Image.fromarray(SMALL[..., 0].astype(np.uint16) * 257), "PNG")
     elif fmt == "XMP orientation":
         xmp = b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
         data = _encode(image, "JPEG", xmp=xmp)
@@ -255,7 +255,7 @@ def test_the_extension_reports_what_it_refuses() -> None:
 
     with pytest.raises(UnsupportedImageError, match="not a JPEG or PNG"):
         _native.Photo(_encode(SMALL, "BMP"))
-    with pytest.raises(ImageTooLargeError, match="64x48|48x64"):
+    with pytest.raises(ImageTooLargeError, match="48x64 = 3072 pixels"):
         _native.Photo(_encode(SMALL, "PNG"), 100)
     cut = _native.Photo(_encode(SMALL, "PNG")[:-100])
     with pytest.raises(CorruptImageError, match="corrupt PNG data"):
