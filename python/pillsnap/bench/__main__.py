@@ -3,7 +3,7 @@
     python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F]
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
-    python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--json F]
+    python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--png F] [--json F]
     python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
                                  | --url URL [--requests 2000] [--concurrency 32]
                                  [--pipeline single] [--json F]
@@ -54,6 +54,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", type=Path, help="classifier best.pt for the PyTorch row")
     p.add_argument("--single", type=Path, help="a single-pill photo (default: synthetic)")
     p.add_argument("--combo", type=Path, help="a combination photo (default: synthetic)")
+    p.add_argument("--png", type=Path, help="an AIHub PNG photo for the image-work rows "
+                   "(default: the synthetic single-pill photo)")
     p.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     p.add_argument("--cfg", type=Path, help="config for targets.* and serve.max_pixels")
 
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING")
         bench_serve.run(args.export, load_config(args.cfg), repository=args.repository,
                         ckpt=args.ckpt,
-                        photos=bench_serve.sample_photos(args.single, args.combo),
+                        photos=bench_serve.sample_photos(args.single, args.combo, args.png),
                         requests=args.requests, json_out=args.json)
     return 0
 

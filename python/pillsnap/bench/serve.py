@@ -1,7 +1,7 @@
 """Serving latency and throughput with the spec's protocol, every path on one machine.
 
     python -m pillsnap.bench serve --export artifacts/export [--repository triton_models]
-                                   [--ckpt runs/exp01/best.pt] [--json F]
+                                   [--ckpt runs/exp01/best.pt] [--png F] [--json F]
 
 Latency (``targets.measurement``: batch 1, 20 warm-up runs, 200 timed): the classifier
 alone on one crop in PyTorch eager (with ``--ckpt``, default: the checkpoint export.json
@@ -11,7 +11,10 @@ names, when it is still there) and in ONNX Runtime; the whole in-process pipelin
 tritonserver started here (CPU configs). Throughput of the Triton ensembles at concurrency
 1, 8 and 32 comes from a closed-loop client (``bench/load.py``, perf_analyzer's
 concurrency mode). The photos are synthetic AIHub-size (976x1280) JPEGs at quality 90, one
-single-pill and one combination photo, unless ``--single``/``--combo`` name files.
+single-pill and one combination photo, unless ``--single``/``--combo`` name files. The image
+work alone (decode + letterbox + crops) is also timed on both photo engines side by side,
+Pillow against the Rust engine (``bench/photo.py``), on those JPEGs and on an AIHub-format
+PNG (the synthetic single-pill photo as generated, unless ``--png`` names one).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pillsnap.bench import photo as bench_photo
 from pillsnap.bench.latency import percentiles, time_runs
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe, describe_line
@@ -40,10 +44,13 @@ logger = logging.getLogger(__name__)
 CONCURRENCY = (1, 8, 32)
 
 
-def sample_photos(single: Path | None, combo: Path | None) -> dict[str, bytes]:
-    """JPEG bytes of one single-pill and one combination photo (synthetic unless given)."""
-    if single is not None and combo is not None:
-        return {"single": single.read_bytes(), "combo": combo.read_bytes()}
+def sample_photos(single: Path | None, combo: Path | None,
+                  png: Path | None = None) -> dict[str, bytes]:
+    """JPEG bytes of one single-pill and one combination photo, and the PNG bytes of a
+    single-pill photo (synthetic unless given)."""
+    given = {"single": single, "combo": combo, "png": png}
+    if all(path is not None for path in given.values()):
+        return {kind: path.read_bytes() for kind, path in given.items() if path is not None}
     from PIL import Image
 
     from pillsnap.data.synth import SynthSpec, generate
@@ -59,10 +66,9 @@ def sample_photos(single: Path | None, combo: Path | None) -> dict[str, bytes]:
             with Image.open(path) as img:
                 img.convert("RGB").save(buffer, format="JPEG", quality=90)
             photos[kind] = buffer.getvalue()
-    if single is not None:
-        photos["single"] = single.read_bytes()
-    if combo is not None:
-        photos["combo"] = combo.read_bytes()
+            if kind == "single":
+                photos["png"] = path.read_bytes()  # as the generator wrote it, like AIHub's
+    photos.update({kind: path.read_bytes() for kind, path in given.items() if path is not None})
     return photos
 
 
@@ -155,6 +161,7 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
         named = Path(record["classifier"].get("checkpoint", ""))
         ckpt = named if named.is_file() else None
     pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels)
+    image_work = bench_photo.figures(pipe, photos, m.warmup_runs, m.runs)
     latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
@@ -163,8 +170,11 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
     result = {"machine": describe(), "export": str(export), "model_version":
               pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
-              "throughput": throughput}
+              "throughput": throughput, "image_work_ms": image_work}
     print_report(result, cfg.targets.p95_latency_ms)
+    info = pipe.bundle.detector_info
+    print()
+    bench_photo.print_table(image_work, int(info["image_size"]) if info is not None else None)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
