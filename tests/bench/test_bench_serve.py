@@ -21,7 +21,7 @@ def test_serve_bench_covers_every_path(exported: Path, trained: dict[str, Path],
                              "targets.measurement.runs=5"], env_file=None, environ={})
     out = tmp_path / "serve.json"
     result = serve.run(exported, cfg, repository=repository, ckpt=trained["ckpt"],
-                       photos=serve.sample_photos(None, None), requests=8, json_out=out)
+                       samples=serve.sample_photos(None, None), requests=8, json_out=out)
 
     assert json.loads(out.read_text())["latency_ms"] == json.loads(
         json.dumps(result["latency_ms"]))

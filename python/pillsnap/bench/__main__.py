@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING")
         bench_serve.run(args.export, load_config(args.cfg), repository=args.repository,
                         ckpt=args.ckpt,
-                        photos=bench_serve.sample_photos(args.single, args.combo, args.png),
+                        samples=bench_serve.sample_photos(args.single, args.combo, args.png),
                         requests=args.requests, json_out=args.json)
     return 0
 

@@ -5,9 +5,10 @@
 One row per photo: open the upload, letterbox it for the detector and cut the classifier's
 crops (what ``OnnxPipeline.predict`` and Triton's preprocess + crop_classify do before and
 between the models), on each engine (``pillsnap.contract.photo``), runs interleaved so both
-see the same machine load. The crops are the pipeline's own: the export's detector on the
-photo (Pillow path), the single pipeline's best box for a single-pill photo, every box for
-a combination photo; where the detector finds none, one centred pill-size region.
+see the same machine load. The crops are those of the pipeline (single: one pill; combo:
+every pill), each pill grown by the crop margin, from the photos' labelled pills (the
+synthetic photos), else from the export's detector (Pillow path), else one centred
+pill-size region.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ CASES = (("JPEG, single-pill photo", "single", "single"),
          ("PNG (AIHub's format), single-pill photo", "png", "single"))
 
 
-def regions(pipe: OnnxPipeline, data: bytes, pipeline: str) -> list[ops.Region]:
-    """The crops ``pipeline`` cuts from ``data`` (a centred one when it finds no box)."""
+def regions(pipe: OnnxPipeline, data: bytes, pipeline: str,
+            pills: list[list[float]] | None = None) -> list[ops.Region]:
+    """The crops ``pipeline`` cuts from ``data``: around ``pills`` (labelled ``[x, y, w,
+    h]``) when given, else the detector's boxes, else one centred pill-size region."""
     photo = PillowPhoto.decode(data)
+    if pills:
+        chosen_pills = pills[:1] if pipeline == "single" else pills
+        return [ops.pill_crop(p, photo.width, photo.height, pipe.margin) for p in chosen_pills]
     boxes, scores = pipe.detect(photo) if pipe.bundle.detector is not None else (None, None)
     chosen = ops.select_pills(pipeline, boxes, scores, photo.width, photo.height,
                               margin=pipe.margin).regions if boxes is not None else None
@@ -48,8 +54,8 @@ def _work(pipe: OnnxPipeline, data: bytes, crops: list[ops.Region], engine: str)
     photo.crops(crops, size=pipe.image_size, short_side=pipe.short_side)
 
 
-def figures(pipe: OnnxPipeline, photos: dict[str, bytes], warmup: int,
-            runs: int) -> dict[str, dict[str, Any]]:
+def figures(pipe: OnnxPipeline, photos: dict[str, bytes], pills: dict[str, list[list[float]]],
+            warmup: int, runs: int) -> dict[str, dict[str, Any]]:
     """Per photo: ``{"crops": n, "bytes": len, "pillow": percentiles, "native": ...}`` (no
     ``native`` where the extension is not installed)."""
     engines = ENGINES if native_available() else ENGINES[:1]
@@ -58,7 +64,7 @@ def figures(pipe: OnnxPipeline, photos: dict[str, bytes], warmup: int,
         if key not in photos:
             continue
         data = photos[key]
-        crops = regions(pipe, data, pipeline)
+        crops = regions(pipe, data, pipeline, pills.get(key))
         samples: dict[str, list[float]] = {engine: [] for engine in engines}
         for i in range(warmup + runs):
             for engine in engines:  # interleaved: both engines see the same load

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,32 +45,51 @@ logger = logging.getLogger(__name__)
 CONCURRENCY = (1, 8, 32)
 
 
+@dataclass(frozen=True)
+class Samples:
+    """The photos (``single`` and ``combo``: JPEG bytes; ``png``: a single-pill PNG) and, for
+    the synthetic ones, their pills' labelled ``[x, y, w, h]`` boxes, which the image-work
+    rows crop as a trained detector would find them (an untrained one's are not pill-like)."""
+
+    photos: dict[str, bytes]
+    pills: dict[str, list[list[float]]]
+
+
 def sample_photos(single: Path | None, combo: Path | None,
-                  png: Path | None = None) -> dict[str, bytes]:
-    """JPEG bytes of one single-pill and one combination photo, and the PNG bytes of a
-    single-pill photo (synthetic unless given)."""
+                  png: Path | None = None) -> Samples:
+    """One single-pill and one combination photo as JPEG, and a single-pill PNG (synthetic
+    AIHub-size ones unless given)."""
     given = {"single": single, "combo": combo, "png": png}
     if all(path is not None for path in given.values()):
-        return {kind: path.read_bytes() for kind, path in given.items() if path is not None}
+        return Samples({kind: path.read_bytes() for kind, path in given.items()
+                        if path is not None}, {})
     from PIL import Image
 
+    from pillsnap.data.manifest import read_manifest
+    from pillsnap.data.scan import scan
     from pillsnap.data.synth import SynthSpec, generate
 
+    photos, pills = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp), SynthSpec(classes=4, train_per_class=1, val_per_class=0,
-                                      combo_train=1, combo_val=0, seed=5))
-        pngs = sorted(Path(tmp).rglob("*.png"))
-        photos = {}
+        root = Path(tmp) / "aihub"
+        generate(root, SynthSpec(classes=4, train_per_class=1, val_per_class=0,
+                                 combo_train=1, combo_val=0, seed=5))
+        scan(root, Path(tmp) / "manifest", workers=1)
+        rows = sorted(read_manifest(Path(tmp) / "manifest"), key=lambda r: r.path)
         for kind, marker in (("single", "단일"), ("combo", "조합")):
-            path = next(p for p in pngs if marker in str(p))
+            row = next(r for r in rows if marker in r.path)
             buffer = io.BytesIO()
-            with Image.open(path) as img:
+            with Image.open(root / row.path) as img:
                 img.convert("RGB").save(buffer, format="JPEG", quality=90)
             photos[kind] = buffer.getvalue()
-            if kind == "single":
-                photos["png"] = path.read_bytes()  # as the generator wrote it, like AIHub's
-    photos.update({kind: path.read_bytes() for kind, path in given.items() if path is not None})
-    return photos
+            pills[kind] = [list(p.bbox) for p in row.pills]
+            if kind == "single":  # as the generator wrote it, like AIHub's
+                photos["png"], pills["png"] = (root / row.path).read_bytes(), pills[kind]
+    for kind, path in given.items():
+        if path is not None:
+            photos[kind] = path.read_bytes()
+            pills.pop(kind, None)
+    return Samples(photos, pills)
 
 
 def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path | None,
@@ -154,14 +174,16 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
 
 
 def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
-        photos: dict[str, bytes], requests: int, json_out: Path | None) -> dict[str, Any]:
+        samples: Samples, requests: int, json_out: Path | None) -> dict[str, Any]:
     m = cfg.targets.measurement
     if ckpt is None:
         record = json.loads((export / "export.json").read_text(encoding="utf-8"))
         named = Path(record["classifier"].get("checkpoint", ""))
         ckpt = named if named.is_file() else None
+    photos = samples.photos
     pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels)
-    image_work = bench_photo.figures(pipe, photos, m.warmup_runs, m.runs)
+    image_work = bench_photo.figures(pipe, samples.photos, samples.pills, m.warmup_runs,
+                                     m.runs)
     latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
