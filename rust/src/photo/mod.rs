@@ -22,29 +22,24 @@
 //! Python caller (`pillsnap.contract.photo`) then runs Pillow's path, whose answer and error
 //! messages stay the reference. Test: `cargo test --quiet photo`.
 
+mod canvas;
 mod meta;
 mod orient;
+mod plan;
 mod png;
 #[cfg(test)]
 mod tests;
 
-use crate::augment;
 use crate::error::Error;
 use crate::jpeg::{CropRect, JpegDecoder, ScalePolicy, ScalingFactor, Window, MAX_PIXELS};
-use crate::prepare::stored_size;
 use crate::resize::{Layout, Resizer};
 
+use canvas::place_photo;
+use plan::{bounding_box, window_cost, within, CropPlan, CropSource};
+
+pub use canvas::{Placement, LETTERBOX_FILL};
 pub use meta::Format;
 pub use orient::Orientation;
-
-/// The grey ultralytics pads the letterbox with (`ops.LETTERBOX_FILL`).
-pub const LETTERBOX_FILL: u8 = 114;
-
-/// The share of a full JPEG decode spent entropy-decoding (measured on AIHub-size q90
-/// photos: 976x1280 in 3.2 ms, of which 1.8 ms remain at 1/4 DCT scale). A window decode
-/// pays it for every row above and inside the window (for a progressive JPEG: for the
-/// whole photo), the rest only for the window's area; see [`CropPlan::cost`].
-const ENTROPY_SHARE: f64 = 0.5;
 
 /// Per-thread decoders and scratch buffers, reused across photos. `Send`, not `Sync`.
 pub struct PhotoDecoder {
@@ -68,34 +63,6 @@ impl PhotoDecoder {
             upright: Vec::new(),
             stage: Vec::new(),
         })
-    }
-}
-
-/// Where [`Photo::letterbox`] put the photo: `x_in = x * scale + pad_x` (`ops.Letterbox`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Placement {
-    pub scale: f64,
-    pub pad_x: u32,
-    pub pad_y: u32,
-    /// The resized photo's size inside the square.
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Placement {
-    /// `ops.letterbox`'s geometry: the long side fills `size`, Python's `round` (half to
-    /// even) for the short side, the padding split with the odd pixel on the far side.
-    pub fn new(width: u32, height: u32, size: u32) -> Placement {
-        let scale = f64::from(size) / f64::from(width.max(height));
-        let side = |v: u32| ((f64::from(v) * scale).round_ties_even() as u32).clamp(1, size);
-        let (w, h) = (side(width), side(height));
-        Placement {
-            scale,
-            pad_x: (size - w) / 2,
-            pad_y: (size - h) / 2,
-            width: w,
-            height: h,
-        }
     }
 }
 
@@ -232,29 +199,71 @@ impl<D: AsRef<[u8]>> Photo<D> {
             region.check_inside(width, height)?;
             plans.push(CropPlan::new(*region, size, short_side));
         }
-        let progressive = self.progressive;
-        let windows: f64 = plans
-            .iter()
-            .map(|p| p.cost(width, height, progressive))
-            .sum();
-        let from_full = self.format == Format::Png || self.full.is_some() || windows > 1.0;
-        for (plan, dst) in plans.iter().zip(out.chunks_exact_mut(slot)) {
-            if from_full {
+        let outs = out.chunks_exact_mut(slot);
+        match self.crop_source(&plans, width, height) {
+            CropSource::Full => {
                 let full = self.full(dec)?;
-                let source = Window::whole(&full.pixels, full.width, full.height, plan.source);
-                plan.render(&source, &mut dec.resizer, &mut dec.stage, dst)?;
-            } else {
-                let stored = self
-                    .orientation
-                    .to_stored(plan.source, self.stored.0, self.stored.1);
-                let window =
-                    dec.exact
-                        .decode_window(self.data.as_ref(), stored, plan.halo(), 1, 1)?;
-                let source = upright(window, self.orientation, &mut dec.upright);
-                plan.render(&source, &mut dec.resizer, &mut dec.stage, dst)?;
+                for (plan, dst) in plans.iter().zip(outs) {
+                    let source = Window::whole(&full.pixels, full.width, full.height, plan.source);
+                    plan.render(&source, &mut dec.resizer, &mut dec.stage, dst)?;
+                }
+            }
+            CropSource::Shared(span) => {
+                let base = self.decode_area(span, &mut dec.exact, &mut dec.upright)?;
+                for (plan, dst) in plans.iter().zip(outs) {
+                    let source = within(&base, span, plan.source);
+                    plan.render(&source, &mut dec.resizer, &mut dec.stage, dst)?;
+                }
+            }
+            CropSource::Windows => {
+                for (plan, dst) in plans.iter().zip(outs) {
+                    let reach = plan.reach(width, height);
+                    let base = self.decode_area(reach, &mut dec.exact, &mut dec.upright)?;
+                    let source = within(&base, reach, plan.source);
+                    plan.render(&source, &mut dec.resizer, &mut dec.stage, dst)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// The JPEG's pixels under `area` (upright photo pixels) at full resolution, upright;
+    /// the window's crop is `area`.
+    fn decode_area<'a>(
+        &self,
+        area: CropRect,
+        exact: &'a mut JpegDecoder,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Window<'a>, Error> {
+        let stored = self
+            .orientation
+            .to_stored(area, self.stored.0, self.stored.1);
+        let window = exact.decode_window(self.data.as_ref(), stored, 0.0, 1, 1)?;
+        Ok(upright(window, self.orientation, buf))
+    }
+
+    /// Where the crops come from, whichever is cheapest (in full decodes, see
+    /// [`window_cost`]): the full decode (a PNG, one already made, or windows that would
+    /// cost more), one window spanning every crop's reach, or a window per crop (crops far
+    /// apart, where the span would cover most of the photo).
+    fn crop_source(&self, plans: &[CropPlan], width: u32, height: u32) -> CropSource {
+        if self.format == Format::Png || self.full.is_some() {
+            return CropSource::Full;
+        }
+        let cost = |r: CropRect| window_cost(r, width, height, self.progressive);
+        let reaches: Vec<CropRect> = plans.iter().map(|p| p.reach(width, height)).collect();
+        let windows: f64 = reaches.iter().map(|r| cost(*r)).sum();
+        let Some(span) = reaches.iter().copied().reduce(bounding_box) else {
+            return CropSource::Windows; // no crops: nothing to decode
+        };
+        let shared = cost(span);
+        if windows.min(shared) >= 1.0 {
+            CropSource::Full
+        } else if shared <= windows {
+            CropSource::Shared(span)
+        } else {
+            CropSource::Windows
+        }
     }
 
     /// The whole photo, upright, into `out` (`width * height * 3` uint8, HWC).
@@ -320,39 +329,6 @@ fn upright<'a>(window: Window<'a>, orientation: Orientation, buf: &'a mut Vec<u8
     Window::whole(buf, w, h, crop)
 }
 
-/// The letterbox: `source`'s crop resized to the placement's size (no resize when the DCT
-/// scaling already made it that size) and written onto the canvas.
-fn place_photo(
-    source: &Window<'_>,
-    place: Placement,
-    size: u32,
-    resizer: &mut Resizer,
-    stage: &mut Vec<u8>,
-    out: &mut [f32],
-) -> Result<(), Error> {
-    let c = source.crop;
-    let exact =
-        c.x == 0.0 && c.y == 0.0 && c.w == f64::from(place.width) && c.h == f64::from(place.height);
-    if exact && (source.view_w, source.view_h) == (place.width, place.height) {
-        let rows = source.pixels.chunks_exact(source.width as usize * 3);
-        let view_rows = rows
-            .skip(source.view_y as usize)
-            .take(source.view_h as usize);
-        let x0 = source.view_x as usize * 3;
-        let row_bytes = source.view_w as usize * 3;
-        write_canvas(view_rows.map(|r| &r[x0..x0 + row_bytes]), place, size, out);
-        return Ok(());
-    }
-    resize(resizer, source, (place.width, place.height), stage)?;
-    write_canvas(
-        stage.chunks_exact(place.width as usize * 3),
-        place,
-        size,
-        out,
-    );
-    Ok(())
-}
-
 /// `source`'s crop resized to `w` x `h` packed RGB in `dst`.
 fn resize(
     resizer: &mut Resizer,
@@ -362,125 +338,4 @@ fn resize(
 ) -> Result<(), Error> {
     dst.resize(w as usize * h as usize * 3, 0);
     resizer.resize_window(source, w, h, false, Layout::Hwc, dst)
-}
-
-/// The resized photo (`rows` of `place.width` packed RGB pixels) centred on the grey
-/// square, as float32 CHW in [0, 1]: `uint8 as f32 / 255` in float32, exactly numpy's
-/// `astype(float32) / 255.0`. One plane at a time, so each row's loop is a strided load,
-/// a conversion and a division that the compiler vectorises (a lookup table does not).
-fn write_canvas<'a>(
-    rows: impl Iterator<Item = &'a [u8]> + Clone,
-    place: Placement,
-    size: u32,
-    out: &mut [f32],
-) {
-    let fill = f32::from(LETTERBOX_FILL) / 255.0;
-    let (size, w) = (size as usize, place.width as usize);
-    let (x0, y0) = (place.pad_x as usize, place.pad_y as usize);
-    let plane = size * size;
-    for (c, p) in out.chunks_exact_mut(plane).enumerate().take(3) {
-        p[..y0 * size].fill(fill);
-        p[((y0 + place.height as usize) * size).min(plane)..].fill(fill);
-        let lines = p.chunks_exact_mut(size).skip(y0);
-        for (row, line) in rows.clone().zip(lines) {
-            line[..x0].fill(fill);
-            line[(x0 + w).min(size)..].fill(fill);
-            let dst = line[x0..].iter_mut();
-            match c {
-                0 => convert::<0>(row, dst),
-                1 => convert::<1>(row, dst),
-                _ => convert::<2>(row, dst),
-            }
-        }
-    }
-}
-
-/// Channel `C` of packed RGB `row` into `dst`, scaled to [0, 1].
-fn convert<'a, const C: usize>(row: &[u8], dst: impl Iterator<Item = &'a mut f32>) {
-    for (d, px) in dst.zip(row.chunks_exact(3)) {
-        *d = f32::from(px[C]) / 255.0;
-    }
-}
-
-/// Source pixels beyond a box's edge that the antialiased bilinear filter reaches when it
-/// shrinks `from` pixels to `to`: its support, plus one for rounding (as `sample.rs`).
-fn filter_halo(from: f64, to: u32) -> f64 {
-    (from / f64::from(to)).max(1.0).ceil() + 1.0
-}
-
-/// One classifier crop as `ops.classifier_crop` computes it: `source` (upright photo pixels)
-/// resized to `first`, then, when the pack writer's shrink applies, the eval centre crop
-/// `second` of that resized to the output.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct CropPlan {
-    source: CropRect,
-    first: (u32, u32),
-    second: Option<CropRect>,
-    size: u32,
-}
-
-impl CropPlan {
-    fn new(region: CropRect, size: u32, short_side: Option<u32>) -> CropPlan {
-        if let Some(short_side) = short_side {
-            let (w, h) = stored_size(region.w, region.h, short_side);
-            let centre = augment::eval_crop(w, h, size);
-            return CropPlan {
-                source: region,
-                first: (w, h),
-                second: Some(centre),
-                size,
-            };
-        }
-        // Python's round (half to even) of the region's size, as ops.classifier_crop.
-        let side = |v: f64| (v.round_ties_even() as u32).max(1);
-        let (rw, rh) = (side(region.w), side(region.h));
-        let c = augment::eval_crop(rw, rh, size);
-        let (sx, sy) = (region.w / f64::from(rw), region.h / f64::from(rh));
-        let centre = CropRect::new(region.x + c.x * sx, region.y + c.y * sy, c.w * sx, c.h * sy);
-        CropPlan {
-            source: centre,
-            first: (size, size),
-            second: None,
-            size,
-        }
-    }
-
-    /// How far the first resize's filter reaches past `source`, in source pixels.
-    fn halo(&self) -> f64 {
-        filter_halo(self.source.w, self.first.0).max(filter_halo(self.source.h, self.first.1))
-    }
-
-    /// What decoding this crop's window costs, in full decodes of the photo: the entropy
-    /// decoding of every row down to the window's bottom, the rest for its area.
-    fn cost(&self, width: u32, height: u32, progressive: bool) -> f64 {
-        let halo = self.halo();
-        let (w, h) = (f64::from(width), f64::from(height));
-        let s = self.source;
-        let span = |start: f64, len: f64, dim: f64| {
-            (start + len + halo).min(dim) - (start - halo).max(0.0)
-        };
-        let bottom = if progressive {
-            h
-        } else {
-            (s.y + s.h + halo).min(h)
-        };
-        ENTROPY_SHARE * bottom / h
-            + (1.0 - ENTROPY_SHARE) * span(s.x, s.w, w) * span(s.y, s.h, h) / (w * h)
-    }
-
-    /// The crop from `source` (a window whose crop is this plan's `source` box) into `dst`.
-    fn render(
-        &self,
-        source: &Window<'_>,
-        resizer: &mut Resizer,
-        stage: &mut Vec<u8>,
-        dst: &mut [u8],
-    ) -> Result<(), Error> {
-        let Some(centre) = self.second else {
-            return resizer.resize_window(source, self.size, self.size, false, Layout::Hwc, dst);
-        };
-        resize(resizer, source, self.first, stage)?;
-        let shrunk = Window::whole(stage, self.first.0, self.first.1, centre);
-        resizer.resize_window(&shrunk, self.size, self.size, false, Layout::Hwc, dst)
-    }
 }

@@ -104,6 +104,52 @@ fn window_crops_equal_crops_of_the_full_decode() -> TestResult {
 }
 
 #[test]
+fn crops_read_the_cheapest_source_and_it_does_not_change_them() -> TestResult {
+    let rgb = synthetic_rgb(W, H, 4);
+    let data = jpeg(&rgb, W, H)?;
+    let mut dec = PhotoDecoder::new()?;
+    let pill = |x: f64, y: f64| CropRect::new(x, y, 70.0, 70.0);
+    let cluster = [pill(150.0, 250.0), pill(240.0, 260.0), pill(190.0, 340.0)];
+    let apart = [pill(10.0, 10.0), pill(400.0, 560.0)];
+    // flush with the corners: a shared window would be the whole photo
+    let everywhere = [
+        pill(0.0, 0.0),
+        pill(418.0, 0.0),
+        pill(0.0, 570.0),
+        pill(418.0, 570.0),
+    ];
+    let cases: [(&[CropRect], &str); 3] = [
+        (&cluster, "shared"),
+        (&apart, "windows"),
+        (&everywhere, "full"),
+    ];
+    for (regions, expected) in cases {
+        let mut photo = open(&data[..], &mut dec)?;
+        let plans: Vec<CropPlan> = regions
+            .iter()
+            .map(|r| CropPlan::new(*r, 48, Some(64)))
+            .collect();
+        let source = match photo.crop_source(&plans, W, H) {
+            CropSource::Shared(_) => "shared",
+            CropSource::Windows => "windows",
+            CropSource::Full => "full",
+        };
+        assert_eq!(source, expected);
+        let a = crops_of(&mut photo, Some(regions), 48, Some(64), &mut dec)?;
+        let mut full = open(&data[..], &mut dec)?;
+        full.decode(&mut dec, &mut vec![0u8; (W * H * 3) as usize])?;
+        let b = crops_of(&mut full, Some(regions), 48, Some(64), &mut dec)?;
+        let worst = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y)).max();
+        assert!(
+            mae(&a, &b) < 0.05 && worst <= Some(2),
+            "{expected}: {}",
+            mae(&a, &b)
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn every_orientation_gives_the_same_upright_crops_and_letterbox() -> TestResult {
     let rgb = synthetic_rgb(W, H, 5);
     let mut dec = PhotoDecoder::new()?;
