@@ -41,6 +41,9 @@ pub use canvas::{Placement, LETTERBOX_FILL};
 pub use meta::Format;
 pub use orient::Orientation;
 
+/// Scratch kept between photos: the windows and letterboxes of AIHub-size photos fit.
+const KEEP_BYTES: usize = 16 << 20;
+
 /// Per-thread decoders and scratch buffers, reused across photos. `Send`, not `Sync`.
 pub struct PhotoDecoder {
     /// Powers-of-two DCT scaling: the letterbox.
@@ -63,6 +66,19 @@ impl PhotoDecoder {
             upright: Vec::new(),
             stage: Vec::new(),
         })
+    }
+
+    /// Frees scratch buffers that a large photo grew past [`KEEP_BYTES`]; call it between
+    /// photos (the Python binding does after every call), so that threads which once served
+    /// a 40 MP upload do not each keep its buffers.
+    pub fn trim(&mut self) {
+        for buf in [&mut self.upright, &mut self.stage] {
+            if buf.capacity() > KEEP_BYTES {
+                *buf = Vec::new();
+            }
+        }
+        self.scaled.shrink_scratch(KEEP_BYTES);
+        self.exact.shrink_scratch(KEEP_BYTES);
     }
 }
 
@@ -295,9 +311,11 @@ impl<D: AsRef<[u8]>> Photo<D> {
                 });
             }
             if !self.orientation.is_upright() {
+                // a fresh buffer: the stored-orientation one is freed, not kept as scratch
+                let mut turned = Vec::new();
                 self.orientation
-                    .apply(&pixels, w, (0, 0, w, h), &mut dec.upright);
-                std::mem::swap(&mut pixels, &mut dec.upright);
+                    .apply(&pixels, w, (0, 0, w, h), &mut turned);
+                pixels = turned;
             }
             let (width, height) = self.size();
             self.full = Some(Rgb {

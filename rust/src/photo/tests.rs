@@ -300,3 +300,14 @@ fn a_region_ending_at_the_edge_by_float_noise_still_crops() -> TestResult {
     turned.crops(Some(&region), 64, Some(480), &mut dec, &mut out)?;
     Ok(())
 }
+
+#[test]
+fn trim_frees_only_what_a_large_photo_grew() -> TestResult {
+    let mut dec = PhotoDecoder::new()?;
+    dec.stage.reserve(KEEP_BYTES + 1);
+    dec.upright.reserve(1024);
+    dec.trim();
+    assert_eq!(dec.stage.capacity(), 0);
+    assert!(dec.upright.capacity() >= 1024);
+    Ok(())
+}

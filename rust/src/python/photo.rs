@@ -30,10 +30,12 @@ fn with_decoder<T>(work: impl FnOnce(&mut PhotoDecoder) -> Result<T, Error>) -> 
                 if slot.is_none() {
                     *slot = Some(PhotoDecoder::new()?);
                 }
-                match slot.as_mut() {
-                    Some(decoder) => work(decoder),
-                    None => Err(Error::internal("photo decoder missing")),
-                }
+                let Some(decoder) = slot.as_mut() else {
+                    return Err(Error::internal("photo decoder missing"));
+                };
+                let result = work(decoder);
+                decoder.trim(); // a huge upload's buffers are not kept by this thread
+                result
             })
         },
     )
