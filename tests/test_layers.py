@@ -3,9 +3,13 @@
     python -m pytest tests/test_layers.py -q
 
 A module may import its own sub-package and any package on a lower floor, never one on its
-own floor or above. ``contract`` sits on the ground floor because the pack writer, the
-trainer, export and both serving backends must crop and answer the same way; the Triton
-python models get a copy of ``contract/ops.py`` and import no ``pillsnap`` at all.
+own floor or above. ``contract`` sits below every package that uses it because the pack
+writer, the trainer, export and both serving backends must crop and answer the same way,
+and above the extension, which ``contract/photo.py`` runs where it is installed. The Triton
+python models get copies of ``contract/ops.py`` and ``contract/photo.py`` and import no
+``pillsnap`` at all, with one exception: ``photo.py``'s guarded import of the extension
+(``GUARDED``), inside a ``try`` whose ``except ImportError`` keeps the Pillow path where
+PillSnap is not installed (the NGC container).
 Function-level imports count too: a lazy import is still an arrow.
 """
 
@@ -21,9 +25,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "pillsnap"
 # Lowest first. ``__init__`` is the package's own ``__init__.py`` (``__version__``).
 FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"errors"}),
-    frozenset({"__init__", "logs", "contract", "child", "procs", "cli"}),  # stdlib, numpy, Pillow
+    frozenset({"__init__", "logs", "child", "procs", "cli"}),  # stdlib
     frozenset({"_native"}),  # the Rust extension: raises pillsnap.errors' exceptions
-    frozenset({"native"}),  # its one importer
+    # native: its typed importer; contract: stdlib, numpy, Pillow (+ the guarded extension)
+    frozenset({"contract", "native"}),
     frozenset({"config"}),
     frozenset({"data"}),
     frozenset({"train", "infer"}),
@@ -33,6 +38,9 @@ FLOORS: tuple[frozenset[str], ...] = (
 )
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 TRITON_MODELS = PACKAGE / "export" / "triton" / "models"
+# The files copied into Triton's python models -> the pillsnap units each may import, only
+# inside a module-level ``try: ... except ImportError:`` (see test_guarded_imports_...).
+COPIED = {"contract/ops.py": frozenset(), "contract/photo.py": frozenset({"_native", "errors"})}
 
 
 def _unit(path: Path) -> str:
@@ -86,9 +94,24 @@ def test_triton_models_import_no_pillsnap(path: Path) -> None:
     assert _imported_units(ast.parse(path.read_text(encoding="utf-8"))) == set()
 
 
-def test_contract_ops_stands_alone() -> None:
-    tree = ast.parse((PACKAGE / "contract" / "ops.py").read_text(encoding="utf-8"))
-    assert _imported_units(tree) == set()
+@pytest.mark.parametrize("name", sorted(COPIED))
+def test_copied_contract_files_import_only_their_guarded_units(name: str) -> None:
+    tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+    assert _imported_units(tree) == COPIED[name]
+    guarded = [node for node in tree.body if isinstance(node, ast.Try) and _catches_import(node)]
+    outside = [node for node in tree.body if node not in guarded]
+    assert _imported_units(ast.Module(body=outside, type_ignores=[])) == set()
+
+
+def _catches_import(node: ast.Try) -> bool:
+    return any(isinstance(h.type, ast.Name) and h.type.id in ("ImportError",
+                                                              "ModuleNotFoundError")
+               for h in node.handlers)
+
+
+def test_the_guard_check_sees_an_unguarded_import() -> None:
+    tree = ast.parse("try:\n    from pillsnap import _native\nexcept OSError:\n    pass\n")
+    assert not any(isinstance(n, ast.Try) and _catches_import(n) for n in tree.body)
 
 
 def test_the_check_sees_an_upward_import() -> None:

@@ -2,9 +2,10 @@
 
 Errors are the classes of :mod:`pillsnap.errors`: ``NativeIOError`` (also an ``OSError``, with
 ``errno`` and ``filename`` set when the OS gave an error number), ``CorruptImageError``,
-``UnsupportedImageError``, ``PackError`` and ``LoaderError``; an internal bug surfaces as the
-base ``PillsnapError``. Caller mistakes raise ``InvalidArgumentError`` (a ``ValueError``: a bad
-argument), the built-in ``IndexError`` (a record number past the end) and ``TypeError``.
+``UnsupportedImageError``, ``ImageTooLargeError``, ``PackError`` and ``LoaderError``; an
+internal bug surfaces as the base ``PillsnapError``. Caller mistakes raise
+``InvalidArgumentError`` (a ``ValueError``: a bad argument), the built-in ``IndexError`` (a
+record number past the end) and ``TypeError``.
 
 ``tests/native/test_stub.py`` checks this file against the built module (mypy's stubtest).
 """
@@ -23,6 +24,7 @@ __all__ = [
     "PackLoader",
     "PackReader",
     "PackWriter",
+    "Photo",
     "__version__",
     "crop_params_eval",
     "crop_params_train",
@@ -208,6 +210,52 @@ def crop_params_train(
 
 def crop_params_eval(width: int, height: int, size: int) -> tuple[float, float, float, float]:
     """The source region ``(x, y, w, h)`` that :func:`decode_eval_sample` uses."""
+# --- Serving photos (source: rust/src/photo/, rust/src/python/photo.rs) -----------------------
+# Use ``pillsnap.contract.photo.open_photo``: it runs this where it can and Pillow for what it
+# refuses. ``out`` buffers as above (float32 for the letterbox).
+
+_Region: TypeAlias = tuple[float, float, float, float]
+
+@final
+class Photo:
+    """An uploaded JPEG or PNG, opened from its header alone: format, upright size (EXIF
+    orientation applied) and ``max_pixels``.
+
+    The outputs are ``pillsnap.contract.ops``' (``letterbox``, ``classifier_crops``) within
+    resampling rounding, but a JPEG's letterbox is decoded DCT-scaled towards its size and
+    each crop from its own window at full resolution; a PNG is decoded once. Outputs release
+    the GIL; each calling thread keeps its own decoders. A photo is for one thread at a time.
+
+    Raises:
+        UnsupportedImageError: what the engine leaves to Pillow: another format, a CMYK,
+            12-bit or lossless JPEG, a 16-bit, 1/2/4-bit grey or animated PNG, an orientation
+            outside the EXIF block (XMP, PNG text) or an EXIF directory it does not read,
+            more than 100 MP.
+        ImageTooLargeError: more pixels than ``max_pixels`` (read from the header).
+        CorruptImageError: a damaged header here; damaged pixel data (libjpeg-turbo warnings
+            included, checksums verified) from the output that decodes it.
+    """
+
+    def __new__(cls, data: bytes | bytearray, max_pixels: int | None = None) -> Self: ...
+    @property
+    def format(self) -> Literal["JPEG", "PNG"]: ...
+    @property
+    def width(self) -> int:
+        """Upright width, as boxes and answers use it."""
+    @property
+    def height(self) -> int:
+        """Upright height."""
+    def letterbox(self, size: int, out: object) -> tuple[float, int, int]:
+        """The detector input into ``out`` (float32 ``(3, size, size)``, RGB in [0, 1], grey
+        114 around): returns ``(scale, pad_x, pad_y)`` as in ``ops.Letterbox``."""
+    def crops(
+        self, regions: Sequence[_Region] | None, size: int, short_side: int | None, out: object
+    ) -> None:
+        """Classifier crops of the upright ``(x, y, w, h)`` regions (``None``: the whole photo)
+        into ``out`` (uint8 ``(n, size, size, 3)``), as ``ops.classifier_crops``."""
+    def decode(self, out: object) -> None:
+        """The whole photo, upright, into ``out`` (uint8 ``(height, width, 3)``)."""
+
 @final
 class PackWriter:
     """Writes a pack: page-aligned, checksummed records, then the index and a header.

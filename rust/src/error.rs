@@ -36,6 +36,23 @@ pub enum Error {
     /// or more pixels than the decoder's limit).
     #[error("unsupported JPEG: {reason}")]
     UnsupportedJpeg { reason: String },
+
+    /// Image bytes in memory (an upload) that the native serving decoder leaves to Pillow:
+    /// another format, or a flavour or metadata layout it does not read (`photo/`).
+    #[error("unsupported image: {reason}")]
+    UnsupportedImage { reason: String },
+
+    /// PNG bytes in memory are broken or truncated.
+    #[error("corrupt PNG data: {reason}")]
+    CorruptPng { reason: String },
+
+    /// An image has more pixels than the caller allows (read from its header).
+    #[error(
+        "image is {width}x{height} = {} pixels; the limit is {limit}",
+        u64::from(*width) * u64::from(*height)
+    )]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+
     /// A pack file ends before the end its header records (a copy or write cut short).
     #[error("{}: truncated pack: {reason}", path.display())]
     PackTruncated { path: PathBuf, reason: String },
@@ -189,6 +206,9 @@ impl Error {
             | Error::PackJournal { path, .. } => Some(path),
             Error::CorruptJpeg { .. }
             | Error::UnsupportedJpeg { .. }
+            | Error::UnsupportedImage { .. }
+            | Error::CorruptPng { .. }
+            | Error::TooManyPixels { .. }
             | Error::InvalidArgument { .. }
             | Error::WrongType { .. }
             | Error::IndexOutOfRange { .. }

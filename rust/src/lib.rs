@@ -9,6 +9,7 @@ pub mod jpeg;
 pub mod order;
 pub mod pack;
 pub mod pack_source;
+pub mod photo;
 pub mod prefetch;
 pub mod prepare;
 pub mod probe;

@@ -94,9 +94,13 @@ impl Resizer {
         )
         .map_err(resize_error)?;
         let c = window.crop;
+        // Derived crops may pass the view's edge by float noise (CropRect::check_inside
+        // allows 1e-6); the resampler refuses any excess.
+        let w = c.w.min(f64::from(window.view_w) - c.x);
+        let h = c.h.min(f64::from(window.view_h) - c.y);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .crop(c.x, c.y, c.w, c.h);
+            .crop(c.x, c.y, w, h);
         if layout == Layout::Hwc && !flip {
             let mut out =
                 Image::from_slice_u8(out_w, out_h, dst, PixelType::U8x3).map_err(resize_error)?;

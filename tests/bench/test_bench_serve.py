@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pillsnap.bench import serve
+from pillsnap.bench import photo, serve
 from pillsnap.config import load_config
 from pillsnap.export.__main__ import main as export_main
 
@@ -21,7 +21,7 @@ def test_serve_bench_covers_every_path(exported: Path, trained: dict[str, Path],
                              "targets.measurement.runs=5"], env_file=None, environ={})
     out = tmp_path / "serve.json"
     result = serve.run(exported, cfg, repository=repository, ckpt=trained["ckpt"],
-                       photos=serve.sample_photos(None, None), requests=8, json_out=out)
+                       samples=serve.sample_photos(None, None), requests=8, json_out=out)
 
     assert json.loads(out.read_text())["latency_ms"] == json.loads(
         json.dumps(result["latency_ms"]))
@@ -31,6 +31,11 @@ def test_serve_bench_covers_every_path(exported: Path, trained: dict[str, Path],
         "Triton HTTP: pill_single", "Triton HTTP: pill_combo"}
     for row in result["latency_ms"].values():
         assert 0 < row["p50"] <= row["p95"] <= row["p99"]
+    # the image work on both photo engines, side by side, JPEGs and the AIHub-format PNG
+    work = result["image_work_ms"]
+    assert list(work) == [label for label, _, _ in photo.CASES]
+    for row in work.values():
+        assert row["crops"] >= 1 and min(row["native"]["p50"], row["pillow"]["p50"]) > 0
     for ensemble in ("pill_single", "pill_combo"):
         levels = result["throughput"][ensemble]
         assert sorted(levels) == [1, 8, 32]

@@ -17,7 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from pillsnap.config import load_config
-from pillsnap.contract import ops
+from pillsnap.contract import ops, photo
 from pillsnap.errors import ModelError
 from pillsnap.export.triton.repository import write_repository
 from pillsnap.infer.bundle import load_bundle
@@ -41,8 +41,10 @@ def test_layout_versions_and_one_ops_source(zero_repo: Path, exported: Path) -> 
     for name in PYTHON_MODELS:
         folder = zero_repo / name / "1"
         assert (folder / "model.py").is_file()
-        # the models import a copy of the one ops file, byte for byte
+        # the models import copies of the one ops and photo files, byte for byte
         assert (folder / "pillsnap_ops.py").read_bytes() == Path(ops.__file__).read_bytes()
+        assert (folder / "pillsnap_photo.py").read_bytes() == \
+            Path(photo.__file__).read_bytes()
     for name in ONNX_MODELS:
         assert (zero_repo / name / "1" / "model.onnx").read_bytes() == \
             (exported / name / "model.onnx").read_bytes()
@@ -107,6 +109,10 @@ def test_ensembles_expose_the_contract_and_wire_every_tensor(zero_repo: Path,
     single = [s.model_name for s in config(zero_repo / "pill_single" / "config.pbtxt")
               .ensemble_scheduling.step]
     assert single == ["preprocess", "detector", "crop_classify_single", "postprocess"]
+    # the upload itself reaches crop_classify: on the Rust engine it decodes its crops there
+    for name in ("pill_single", "pill_combo"):
+        steps = config(zero_repo / name / "config.pbtxt").ensemble_scheduling.step
+        assert steps[2].input_map["IMAGE"] == "IMAGE", name
 
 
 def test_tensorrt_option_and_foreign_folders(exported: Path, tmp_path: Path) -> None:

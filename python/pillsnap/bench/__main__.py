@@ -4,7 +4,7 @@
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
     python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--device D]
-                                   [--json F]
+                                   [--png F] [--json F]
     python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
                                  | --url URL [--requests 2000] [--concurrency 32]
                                  [--pipeline single] [--json F] [serve.max_queue=N ...]
@@ -58,6 +58,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", type=Path, help="classifier best.pt for the PyTorch row")
     p.add_argument("--single", type=Path, help="a single-pill photo (default: synthetic)")
     p.add_argument("--combo", type=Path, help="a combination photo (default: synthetic)")
+    p.add_argument("--png", type=Path, help="an AIHub PNG photo for the image-work rows "
+                   "(default: the synthetic single-pill photo)")
     p.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     p.add_argument("--cfg", type=Path, help="config for targets.*, serve.max_pixels and "
                    "serve.device")
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.cfg)
         bench_serve.run(args.export, cfg, repository=args.repository, ckpt=args.ckpt,
                         device=args.device or cfg.serve.device,
-                        photos=bench_serve.sample_photos(args.single, args.combo),
+                        samples=bench_serve.sample_photos(args.single, args.combo, args.png),
                         requests=args.requests, json_out=args.json)
     return 0
 

@@ -1,7 +1,8 @@
 """Serving latency and throughput with the spec's protocol, every path on one machine.
 
     python -m pillsnap.bench serve --export artifacts/export [--repository triton_models]
-                                   [--ckpt runs/exp01/best.pt] [--device cuda] [--json F]
+                                   [--ckpt runs/exp01/best.pt] [--device cuda] [--png F]
+                                   [--json F]
 
 Latency (``targets.measurement``: batch 1, 20 warm-up runs, 200 timed): the classifier
 alone on one crop in PyTorch eager (with ``--ckpt``, default: the checkpoint export.json
@@ -11,7 +12,10 @@ names, when it is still there) and in ONNX Runtime; the whole in-process pipelin
 tritonserver started here (CPU configs). Throughput of the Triton ensembles at concurrency
 1, 8 and 32 comes from a closed-loop client (``bench/load.py``, perf_analyzer's
 concurrency mode). The photos are synthetic AIHub-size (976x1280) JPEGs at quality 90, one
-single-pill and one combination photo, unless ``--single``/``--combo`` name files.
+single-pill and one combination photo, unless ``--single``/``--combo`` name files. The image
+work alone (decode + letterbox + crops) is also timed on both photo engines side by side,
+Pillow against the Rust engine (``bench/photo.py``), on those JPEGs and on an AIHub-format
+PNG (the synthetic single-pill photo as generated, unless ``--png`` names one).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import io
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pillsnap.bench import photo as bench_photo
 from pillsnap.bench.latency import percentiles, time_runs
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe, describe_line
@@ -40,30 +46,51 @@ logger = logging.getLogger(__name__)
 CONCURRENCY = (1, 8, 32)
 
 
-def sample_photos(single: Path | None, combo: Path | None) -> dict[str, bytes]:
-    """JPEG bytes of one single-pill and one combination photo (synthetic unless given)."""
-    if single is not None and combo is not None:
-        return {"single": single.read_bytes(), "combo": combo.read_bytes()}
+@dataclass(frozen=True)
+class Samples:
+    """The photos (``single`` and ``combo``: JPEG bytes; ``png``: a single-pill PNG) and, for
+    the synthetic ones, their pills' labelled ``[x, y, w, h]`` boxes, which the image-work
+    rows crop as a trained detector would find them (an untrained one's are not pill-like)."""
+
+    photos: dict[str, bytes]
+    pills: dict[str, list[list[float]]]
+
+
+def sample_photos(single: Path | None, combo: Path | None,
+                  png: Path | None = None) -> Samples:
+    """One single-pill and one combination photo as JPEG, and a single-pill PNG (synthetic
+    AIHub-size ones unless given)."""
+    given = {"single": single, "combo": combo, "png": png}
+    if all(path is not None for path in given.values()):
+        return Samples({kind: path.read_bytes() for kind, path in given.items()
+                        if path is not None}, {})
     from PIL import Image
 
+    from pillsnap.data.manifest import read_manifest
+    from pillsnap.data.scan import scan
     from pillsnap.data.synth import SynthSpec, generate
 
+    photos, pills = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp), SynthSpec(classes=4, train_per_class=1, val_per_class=0,
-                                      combo_train=1, combo_val=0, seed=5))
-        pngs = sorted(Path(tmp).rglob("*.png"))
-        photos = {}
+        root = Path(tmp) / "aihub"
+        generate(root, SynthSpec(classes=4, train_per_class=1, val_per_class=0,
+                                 combo_train=1, combo_val=0, seed=5))
+        scan(root, Path(tmp) / "manifest", workers=1)
+        rows = sorted(read_manifest(Path(tmp) / "manifest"), key=lambda r: r.path)
         for kind, marker in (("single", "단일"), ("combo", "조합")):
-            path = next(p for p in pngs if marker in str(p))
+            row = next(r for r in rows if marker in r.path)
             buffer = io.BytesIO()
-            with Image.open(path) as img:
+            with Image.open(root / row.path) as img:
                 img.convert("RGB").save(buffer, format="JPEG", quality=90)
             photos[kind] = buffer.getvalue()
-    if single is not None:
-        photos["single"] = single.read_bytes()
-    if combo is not None:
-        photos["combo"] = combo.read_bytes()
-    return photos
+            pills[kind] = [list(p.bbox) for p in row.pills]
+            if kind == "single":  # as the generator wrote it, like AIHub's
+                photos["png"], pills["png"] = (root / row.path).read_bytes(), pills[kind]
+    for kind, path in given.items():
+        if path is not None:
+            photos[kind] = path.read_bytes()
+            pills.pop(kind, None)
+    return Samples(photos, pills)
 
 
 def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path | None,
@@ -148,14 +175,17 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
 
 
 def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
-        photos: dict[str, bytes], requests: int, json_out: Path | None,
+        samples: Samples, requests: int, json_out: Path | None,
         device: str = "cpu") -> dict[str, Any]:
     m = cfg.targets.measurement
     if ckpt is None:
         record = json.loads((export / "export.json").read_text(encoding="utf-8"))
         named = Path(record["classifier"].get("checkpoint", ""))
         ckpt = named if named.is_file() else None
+    photos = samples.photos
     pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device)
+    image_work = bench_photo.figures(pipe, samples.photos, samples.pills, m.warmup_runs,
+                                     m.runs)
     latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
@@ -165,8 +195,11 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
               "model_version":
               pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
-              "throughput": throughput}
+              "throughput": throughput, "image_work_ms": image_work}
     print_report(result, cfg.targets.p95_latency_ms)
+    info = pipe.bundle.detector_info
+    print()
+    bench_photo.print_table(image_work, int(info["image_size"]) if info is not None else None)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

@@ -13,18 +13,26 @@ the whole photo, with a ``reason``. Without a detector, or for a classifier trai
 photos (``pack_region=image``), single classifies the whole photo (the pack's shrink + the
 eval centre crop). The rules live in ``ops.select_pills``, shared with Triton's models.
 This is the embedded API backend and the reference the Triton pipelines are compared with.
+
+The photo is opened with ``pillsnap.contract.photo`` (the Rust engine where installed, with
+Pillow as the fallback and reference; ``PILLSNAP_PHOTO_ENGINE=pillow`` forces Pillow). On
+the engine the ``decode`` timing is the header alone: the letterbox's (DCT-scaled) decode
+counts in ``detect`` and the crops' window decodes in ``preprocess``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
 from pillsnap.contract import ops
+from pillsnap.contract.photo import Photo, open_photo
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.bundle import Bundle, load_bundle
 from pillsnap.infer.device import active_device, device_name, providers_for
@@ -92,10 +100,13 @@ class OnnxPipeline:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Image bytes -> RGB array; bad input raises the matching ``pillsnap.errors`` type."""
-        try:
-            return ops.decode_image(data, max_pixels=self.max_pixels)
-        except ops.ImageInputError as exc:
-            raise IMAGE_INPUT_ERRORS[exc.kind](str(exc)) from None
+        with _image_errors():
+            return self.photo(data).array()
+
+    def photo(self, data: bytes) -> Photo:
+        """Image bytes opened (header only on the native engine) with this server's pixel
+        limit; bad input raises ``ops.ImageInputError`` here or at the first output."""
+        return open_photo(data, max_pixels=self.max_pixels)
 
     def classify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 (n, size, size, 3) crops -> logits (n, classes) and, when the graph has it,
@@ -113,13 +124,13 @@ class OnnxPipeline:
                      else np.zeros((0, 1), dtype=np.float32))
         return logits, known
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """Photo -> xyxy boxes in photo pixels and detector scores, best first."""
         sess, info = self.bundle.detector, self.bundle.detector_info
         if sess is None or info is None:
             raise ModelError(f"pipeline=combo needs a detector; {self.bundle.folder} has none "
                              "(export with --det-ckpt)")
-        tensor, placement = ops.letterbox(image, int(info["image_size"]))
+        tensor, placement = photo.letterbox(int(info["image_size"]))
         output = sess.run(["output0"], {"images": tensor[None]})[0][0]
         return ops.detections(output, placement, conf=float(info["conf_threshold"]),
                               iou=float(info["iou_threshold"]),
@@ -137,18 +148,19 @@ class OnnxPipeline:
             raise ModelError(f"pipeline={pipeline!r} is not available here; choose one of "
                              f"{', '.join(self.pipelines)}")
         clock = _Clock()
-        image = self.decode(data)
-        clock.lap("decode")
-        height, width = image.shape[:2]
-        boxes, det_scores = None, None
-        if pipeline == "combo" or self.single_detects:
-            boxes, det_scores = self.detect(image)
-            clock.lap("detect")
-        selection = ops.select_pills(pipeline, boxes, det_scores, width, height,
-                                      margin=self.margin)
-        crops = ops.classifier_crops(image, selection.regions, size=self.image_size,
-                                     short_side=self.short_side)
-        clock.lap("preprocess")
+        with _image_errors():
+            photo = self.photo(data)
+            clock.lap("decode")
+            width, height = photo.width, photo.height
+            boxes, det_scores = None, None
+            if pipeline == "combo" or self.single_detects:
+                boxes, det_scores = self.detect(photo)
+                clock.lap("detect")
+            selection = ops.select_pills(pipeline, boxes, det_scores, width, height,
+                                          margin=self.margin)
+            crops = photo.crops(selection.regions, size=self.image_size,
+                                short_side=self.short_side)
+            clock.lap("preprocess")
         logits, known = self.classify(crops)
         clock.lap("classify")
         found = ops.identify(logits, k=top_k, temperature=self.temperature,
@@ -161,6 +173,15 @@ class OnnxPipeline:
         if with_logits:  # extra keys for eval only; the API never asks for them
             return cast(ops.Prediction, {**answer, "logits": logits, "known_score": known})
         return answer
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """A bad upload (``ops.ImageInputError``) as the matching ``pillsnap.errors`` type."""
+    try:
+        yield
+    except ops.ImageInputError as exc:
+        raise IMAGE_INPUT_ERRORS[exc.kind](str(exc)) from None
 
 
 class _Clock:

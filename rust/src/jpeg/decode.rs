@@ -113,6 +113,14 @@ impl JpegDecoder {
         })
     }
 
+    /// Frees the scratch buffer if it grew past `keep` bytes (a huge photo's window), so a
+    /// long-lived per-thread decoder does not hold on to it.
+    pub fn shrink_scratch(&mut self, keep: usize) {
+        if self.scratch.capacity() > keep {
+            self.scratch = Vec::new();
+        }
+    }
+
     /// Reads the header of `data` without decoding pixels.
     pub fn header(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
         self.read_header(data).map(|(header, _)| header)
@@ -135,7 +143,7 @@ impl JpegDecoder {
     }
 
     /// Reads the header and refuses what the RGB decode paths cannot serve.
-    fn supported_header(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
+    pub(crate) fn supported_header(&mut self, data: &[u8]) -> Result<JpegHeader, Error> {
         let (header, raw) = self.read_header(data)?;
         if matches!(header.colorspace, ColorSpace::Cmyk | ColorSpace::Ycck) {
             return Err(Error::unsupported_jpeg(

@@ -84,6 +84,23 @@ impl<'py> OutBuffer<'py> {
     }
 }
 
+/// The item format of a float32 buffer.
+pub(super) const FLOAT32: &[&str] = &["f"];
+
+impl OutBuffer<'_> {
+    /// The buffer as float32 values (it was obtained with [`FLOAT32`]).
+    pub(super) fn as_mut_f32(&mut self) -> Result<&mut [f32], Error> {
+        let bytes = self.as_mut_slice();
+        // SAFETY: every bit pattern is a valid f32, and align_to_mut only puts into the
+        // middle slice what is aligned for f32; a misaligned buffer is refused below.
+        let (head, floats, tail) = unsafe { bytes.align_to_mut::<f32>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return Err(Error::invalid("out is not aligned for float32"));
+        }
+        Ok(floats)
+    }
+}
+
 /// A buffer export held for a loader's lifetime (see [`OutBuffer`]); the loader writes
 /// through `addr` from its own threads.
 pub(super) struct HeldBuffer {

@@ -39,6 +39,7 @@ python_errors!(
     PillsnapError,
     CorruptImageError,
     UnsupportedImageError,
+    ImageTooLargeError,
     PackError,
     NativeIOError,
     InvalidArgumentError,
@@ -54,12 +55,13 @@ impl From<Error> for PyErr {
                 Some(errno) => NativeIOError::new_err(OsErrorArgs { errno, path }),
                 None => NativeIOError::new_err(message),
             },
-            Error::CorruptImage { .. } | Error::CorruptJpeg { .. } => {
+            Error::CorruptImage { .. } | Error::CorruptJpeg { .. } | Error::CorruptPng { .. } => {
                 CorruptImageError::new_err(message)
             }
-            Error::UnsupportedFormat { .. } | Error::UnsupportedJpeg { .. } => {
-                UnsupportedImageError::new_err(message)
-            }
+            Error::UnsupportedFormat { .. }
+            | Error::UnsupportedJpeg { .. }
+            | Error::UnsupportedImage { .. } => UnsupportedImageError::new_err(message),
+            Error::TooManyPixels { .. } => ImageTooLargeError::new_err(message),
             Error::PackTruncated { .. }
             | Error::PackBadMagic { .. }
             | Error::PackBadVersion { .. }

@@ -7,6 +7,7 @@
 //! - `buffer.rs`: writing into a caller's numpy array or bytearray under the stable ABI;
 //! - `decode.rs`: JPEG decode and encode, crop parameters;
 //! - `pack.rs`: `prepare_records` and `PackWriter`; `reader.rs`: `PackReader`;
+//! - `photo.rs`: `Photo`, serving's decode + letterbox + crops;
 //! - `loader.rs`: the prefetching `PackLoader`.
 
 mod buffer;
@@ -14,6 +15,7 @@ mod decode;
 mod errors;
 mod loader;
 mod pack;
+mod photo;
 mod reader;
 
 use std::path::PathBuf;
@@ -95,6 +97,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pack::PyPackWriter>()?;
     m.add_class::<reader::PyPackReader>()?;
     m.add_class::<loader::PyPackLoader>()?;
+    m.add_class::<photo::PyPhoto>()?;
     m.add_function(wrap_pyfunction!(pack::prepare_records, m)?)?;
     Ok(())
 }

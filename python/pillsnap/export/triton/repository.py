@@ -3,10 +3,12 @@
     python -m pillsnap.export --triton --from artifacts/export --out triton_models
     write_repository(Path("artifacts/export"), Path("triton_models"), cfg.triton, cfg.serve)
 
-Everything a python model needs is copied into its version folder (``model.py``, a copy of
-``pillsnap.contract.ops`` as ``pillsnap_ops.py``, ``pillsnap.json``, tables): the NGC container
-has no PillSnap installed. The settings come from the models' ONNX metadata through
-``OnnxPipeline``, so Triton and the in-process pipeline cannot drift apart.
+Everything a python model needs is copied into its version folder (``model.py``, copies of
+``pillsnap.contract.ops`` and ``.photo`` as ``pillsnap_ops.py`` and ``pillsnap_photo.py``,
+``pillsnap.json``, tables): the NGC container has no PillSnap installed (there the photo
+work runs on Pillow; where PillSnap is installed, on its Rust engine). The settings come
+from the models' ONNX metadata through ``OnnxPipeline``, so Triton and the in-process
+pipeline cannot drift apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pillsnap.config.schema import ServeConfig, TritonConfig
-from pillsnap.contract import ops
+from pillsnap.contract import ops, photo
 from pillsnap.errors import ModelError
 from pillsnap.export.triton import configs
 from pillsnap.export.triton.configs import OnnxSettings, Step
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 MARKER = "pillsnap_repository.json"  # says the folder is ours to rewrite
 TEMPLATES = Path(__file__).resolve().parent / "models"
 OPS_COPY = "pillsnap_ops.py"
+PHOTO_COPY = "pillsnap_photo.py"
 
 PHOTO = Tensor("PHOTO", "TYPE_UINT8", (-1, -1, 3))
 PLACEMENT = Tensor("PLACEMENT", "TYPE_FP64", (6,))
@@ -53,11 +56,11 @@ def write_repository(export: Path, out: Path, triton: TritonConfig,
     _preprocess(out, version, triton, serve, det_size)
     _postprocess(pipe, out, version, triton, classes)
     ensembles = ["pill_single"]
-    _crop(pipe, out, "crop_classify_single", triton, pipeline="single", classes=classes)
+    _crop(pipe, out, "crop_classify_single", triton, serve, pipeline="single", classes=classes)
     _ensemble(out, "pill_single", version, pipe, detect=pipe.single_detects)
     if det_size is not None:
         _detector(pipe, out, triton, det_size)
-        _crop(pipe, out, "crop_classify", triton, pipeline="combo", classes=classes)
+        _crop(pipe, out, "crop_classify", triton, serve, pipeline="combo", classes=classes)
         _ensemble(out, "pill_combo", version, pipe, detect=True)
         ensembles.append("pill_combo")
     record = {"format": 1, "export": str(export.resolve()), "model_version":
@@ -90,10 +93,11 @@ def _write(path: Path, text: str) -> None:
 
 def _python_model(out: Path, name: str, version: str, template: str,
                   settings: dict[str, Any]) -> Path:
-    """A python model's version folder: its source, the ops copy and its settings."""
+    """A python model's version folder: its source, the contract copies and its settings."""
     folder = _model_dir(out, name, version)
     shutil.copyfile(TEMPLATES / template, folder / "model.py")
     shutil.copyfile(ops.__file__, folder / OPS_COPY)  # one source, two homes
+    shutil.copyfile(photo.__file__, folder / PHOTO_COPY)
     _write(folder / "pillsnap.json", json.dumps(settings, indent=2) + "\n")
     return folder
 
@@ -141,20 +145,21 @@ def _preprocess(out: Path, version: str, triton: TritonConfig, serve: ServeConfi
         "preprocess", [configs.IMAGE], outputs, count=triton.instances))
 
 
-def _crop(pipe: OnnxPipeline, out: Path, name: str, triton: TritonConfig, *, pipeline: str,
-          classes: int) -> None:
+def _crop(pipe: OnnxPipeline, out: Path, name: str, triton: TritonConfig, serve: ServeConfig,
+          *, pipeline: str, classes: int) -> None:
     detect = pipeline == "combo" or pipe.single_detects
     info = pipe.bundle.detector_info
     detector = ({"conf": float(info["conf_threshold"]), "iou": float(info["iou_threshold"]),
                  "max_det": int(info["max_detections"])} if detect and info else None)
     _python_model(out, name, triton.model_version, "crop_classify.py", {
-        "pipeline": pipeline, "detector": detector,
+        "pipeline": pipeline, "detector": detector, "max_pixels": serve.max_pixels,
         "classifier": {"model": "classifier", "max_batch": triton.classifier_max_batch,
                        "outputs": pipe.outputs, "classes": classes,
                        "image_size": pipe.image_size,
                        "short_side": pipe.short_side, "margin": pipe.margin,
                        "mean": list(pipe.mean), "std": list(pipe.std)}})
-    inputs = [PHOTO, DETECTIONS, PLACEMENT] if detector else [PHOTO]
+    # IMAGE: where preprocess left PHOTO empty, the crops are decoded from the upload itself
+    inputs = [configs.IMAGE, PHOTO, *([DETECTIONS, PLACEMENT] if detector else [])]
     logits = Tensor("LOGITS", "TYPE_FP32", (-1, classes))
     _write(out / name / "config.pbtxt", configs.python_config(
         name, inputs, [logits, KNOWN, BOXES, SCORES, DECISION], count=triton.instances))
@@ -179,7 +184,7 @@ def _postprocess(pipe: OnnxPipeline, out: Path, version: str, triton: TritonConf
 def _ensemble(out: Path, name: str, version: str, pipe: OnnxPipeline, *, detect: bool) -> None:
     crop = "crop_classify" if name == "pill_combo" else "crop_classify_single"
     pre_out = {"PHOTO": "photo"}
-    crop_in = {"PHOTO": "photo"}
+    crop_in = {"IMAGE": "IMAGE", "PHOTO": "photo"}
     steps = []
     if detect:
         pre_out |= {"DET_IMAGES": "det_images", "PLACEMENT": "placement"}

@@ -6,10 +6,15 @@ Written as ``crop_classify/<version>/model.py`` (pipeline combo: every box) and
 (the copy of pillsnap.contract.ops next to this file) decides what is classified, exactly as
 the in-process OnnxPipeline. Crops go to the ``classifier`` model in chunks of at most its
 max_batch_size; 0 crops make no call.
-Inputs: PHOTO uint8 [h, w, 3]; with a detector DETECTIONS float32 [1, 4 + classes, anchors]
-and PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], KNOWN float32 [n, 1] (the
+Inputs: IMAGE uint8 [-1] (the upload) and PHOTO uint8 [h, w, 3] (preprocess's decoded photo
+on the Pillow path; empty where the Rust engine is installed: the crops are then decoded
+from IMAGE, each from its own window, by ``pillsnap_photo``, the copy of
+pillsnap.contract.photo); with a detector DETECTIONS float32 [1, 4 + classes, anchors] and
+PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], KNOWN float32 [n, 1] (the
 classifier's open-set known_score; zeros when it has none), BOXES float32 [n|0, 4],
 SCORES float32 [n|0], DECISION string [1] (JSON: reason, recommend_combo, image, boxed).
+A bad upload that only the crops' decode finds (no detector, so preprocess read the header
+alone) is an INVALID_ARG error ``<kind>: <message>``, as preprocess answers.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import triton_python_backend_utils as pb_utils
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
 import pillsnap_ops as ops  # noqa: E402
+import pillsnap_photo  # noqa: E402
 
 
 class TritonPythonModel:
@@ -35,19 +41,30 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(pb_utils.InferenceResponse(output_tensors=self._one(request)))
+            except ops.ImageInputError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    f"{exc.kind}: {exc}", pb_utils.TritonError.INVALID_ARG)))
             except pb_utils.TritonModelException as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
         return responses
 
+    def _photo(self, request: object) -> pillsnap_photo.Photo:
+        decoded = pb_utils.get_input_tensor_by_name(request, "PHOTO").as_numpy()
+        if decoded.size:
+            return pillsnap_photo.PillowPhoto(decoded)
+        data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
+        return pillsnap_photo.open_photo(np.ascontiguousarray(data, dtype=np.uint8).tobytes(),
+                                         max_pixels=self.settings["max_pixels"])
+
     def _one(self, request: object) -> list:
-        photo = pb_utils.get_input_tensor_by_name(request, "PHOTO").as_numpy()
-        height, width = photo.shape[:2]
+        photo = self._photo(request)
+        width, height = photo.width, photo.height
         boxes, scores = self._detections(request)
         cls = self.settings["classifier"]
         selection = ops.select_pills(self.settings["pipeline"], boxes, scores, width, height,
                                      margin=cls["margin"])
-        crops = ops.classifier_crops(photo, selection.regions, size=cls["image_size"],
-                                     short_side=cls["short_side"])
+        crops = photo.crops(selection.regions, size=cls["image_size"],
+                            short_side=cls["short_side"])
         logits, known = self._classify(ops.normalise(crops, cls["mean"], cls["std"]))
         boxed = selection.boxes is not None
         decision = {"reason": selection.reason, "recommend_combo": selection.recommend_combo,

@@ -1,11 +1,16 @@
 """Triton python model ``preprocess``: encoded image bytes -> the photo, the detector input.
 
 Written into the repository as ``preprocess/<version>/model.py`` by ``python -m
-pillsnap.export --triton``, next to ``pillsnap_ops.py`` (a copy of pillsnap.contract.ops) and
-``pillsnap.json`` (its settings). Inputs: IMAGE uint8 [-1]. Outputs: PHOTO uint8 [h, w, 3];
-with a detector also DET_IMAGES float32 [1, 3, s, s] (letterboxed) and PLACEMENT float64 [6].
-Bad uploads are errors whose message starts with ``unsupported:``, ``corrupt:`` or
-``too_large:`` (code INVALID_ARG, HTTP 400; the ensemble prefixes "in ensemble '...', ").
+pillsnap.export --triton``, next to ``pillsnap_ops.py`` and ``pillsnap_photo.py`` (copies of
+pillsnap.contract.ops and .photo) and ``pillsnap.json`` (its settings). Inputs: IMAGE uint8
+[-1]. Outputs: PHOTO uint8 [h, w, 3]; with a detector also DET_IMAGES float32 [1, 3, s, s]
+(letterboxed) and PLACEMENT float64 [6]. The photo is opened as the in-process pipeline
+opens it (``pillsnap_photo.open_photo``): where PillSnap's Rust engine is installed it
+decodes only the letterbox's DCT-scaled pixels and PHOTO is empty ([0, 0, 3]: crop_classify
+cuts its crops from IMAGE itself); on the Pillow path (the NGC container) PHOTO is the
+decoded photo. Bad uploads are errors whose message starts with ``unsupported:``,
+``corrupt:`` or ``too_large:`` (code INVALID_ARG, HTTP 400; the ensemble prefixes "in
+ensemble '...', ").
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import triton_python_backend_utils as pb_utils
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
 import pillsnap_ops as ops  # noqa: E402
+import pillsnap_photo  # noqa: E402
+
+NOT_DECODED = np.zeros((0, 0, 3), dtype=np.uint8)  # PHOTO when crop_classify reads IMAGE
 
 
 class TritonPythonModel:
@@ -32,21 +40,24 @@ class TritonPythonModel:
     def _one(self, request: object) -> object:
         data = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy()
         try:
-            image = self._decode(np.ascontiguousarray(data, dtype=np.uint8).reshape(-1))
+            return pb_utils.InferenceResponse(output_tensors=self._outputs(
+                np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)))
         except ops.ImageInputError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(
                 f"{exc.kind}: {exc}", pb_utils.TritonError.INVALID_ARG))
-        outputs = [pb_utils.Tensor("PHOTO", image)]
-        size = self.settings["detector_size"]
-        if size is not None:
-            tensor, placement = ops.letterbox(image, int(size))
-            outputs += [pb_utils.Tensor("DET_IMAGES", tensor[None]),
-                        pb_utils.Tensor("PLACEMENT", placement.as_array())]
-        return pb_utils.InferenceResponse(output_tensors=outputs)
 
-    def _decode(self, data: np.ndarray) -> np.ndarray:
+    def _outputs(self, data: np.ndarray) -> list:
         limit = self.settings["max_bytes"]
         if limit is not None and data.size > limit:
             raise ops.ImageInputError("too_large", f"upload is {data.size} bytes; the limit is "
                                       f"{limit}")
-        return ops.decode_image(data.tobytes(), max_pixels=self.settings["max_pixels"])
+        photo = pillsnap_photo.open_photo(data.tobytes(), max_pixels=self.settings["max_pixels"])
+        outputs = []
+        size = self.settings["detector_size"]
+        if size is not None:
+            tensor, placement = photo.letterbox(int(size))
+            outputs += [pb_utils.Tensor("DET_IMAGES", tensor[None]),
+                        pb_utils.Tensor("PLACEMENT", placement.as_array())]
+        # Pillow decoded the whole photo: hand it on rather than decode it twice
+        image = photo.array() if photo.engine == "pillow" else NOT_DECODED
+        return [pb_utils.Tensor("PHOTO", image), *outputs]
