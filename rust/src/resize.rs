@@ -16,6 +16,7 @@ use fir::images::{CroppedImage, Image, ImageRef};
 use fir::{FilterType, PixelType, ResizeAlg, ResizeOptions};
 
 use crate::error::Error;
+use crate::hresize::HorizontalResizer;
 use crate::jpeg::Window;
 
 /// Memory layout of one uint8 RGB sample in a batch slot.
@@ -44,6 +45,8 @@ impl Layout {
 pub struct Resizer {
     inner: fir::Resizer,
     scratch: Vec<u8>,
+    /// The bit-identical faster path (hresize.rs), tried first.
+    fast: HorizontalResizer,
 }
 
 impl Default for Resizer {
@@ -62,6 +65,7 @@ impl Resizer {
         Resizer {
             inner: fir::Resizer::new(),
             scratch: Vec::new(),
+            fast: HorizontalResizer::new(),
         }
     }
 
@@ -82,6 +86,9 @@ impl Resizer {
                 "output buffer has {} bytes, {out_w}x{out_h}x3 = {needed} needed",
                 dst.len()
             )));
+        }
+        if self.fast.resize(window, out_w, out_h, flip, layout, dst)? {
+            return Ok(());
         }
         let src = ImageRef::new(window.width, window.height, window.pixels, PixelType::U8x3)
             .map_err(resize_error)?;
