@@ -17,9 +17,11 @@
 //! u8), and the vertical pass is still fir's, run first as fir does for u8 images. The
 //! result is bit-identical to fir's resize followed by the old flip/layout store pass.
 //!
-//! When the fast path does not apply (no AVX2, no horizontal resampling, a downscale too
-//! strong for the table's 16-byte windows) [`HorizontalResizer::resize`] returns `false` and
-//! the caller uses fir as before.
+//! When the fast path does not apply [`HorizontalResizer::resize`] returns `false` and the
+//! caller uses fir as before: no AVX2; no horizontal resampling; a group of four values
+//! whose source bytes do not fit one 16-byte load. HWC groups span two output pixels, so
+//! they fit up to about a 3x downscale (the loader's HWC crops always do); CHW groups span
+//! four pixels of one plane and fit upscales only (nothing in PillSnap asks for CHW).
 
 #[cfg(target_arch = "x86_64")]
 mod kernel;

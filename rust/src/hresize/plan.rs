@@ -81,7 +81,8 @@ impl Taps {
             }
             coeffs.resize(cur + window, 0.0);
             starts.push(start);
-            counts.push(end.saturating_sub(start));
+            // fir takes at most `window` of them (`take(bound.size)` on a window-long chunk).
+            counts.push(end.saturating_sub(start).min(window as u32));
         }
         let max_weight = coeffs.iter().copied().fold(0.0, f64::max);
         let mut precision = 0u8;

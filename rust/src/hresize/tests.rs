@@ -68,9 +68,8 @@ fn train_crops_are_bit_identical_to_fir_then_store() -> TestResult {
     let (w, h) = (480u32, 629u32);
     let src = synthetic_rgb(w + 16, h, 5);
     let mut r = HorizontalResizer::new();
-    let mut taken = 0;
     for size in [384u32, 224, 97] {
-        for index in 0..24 {
+        for index in 0..8 {
             let p = train_params(w, h, 7, 0, index);
             let c = p.crop;
             let crop = CropRect::new(0.0, 0.0, c.w, c.h);
@@ -78,17 +77,20 @@ fn train_crops_are_bit_identical_to_fir_then_store() -> TestResult {
             for layout in [Layout::Hwc, Layout::Chw] {
                 for flip in [false, true] {
                     let want = reference(&win, (size, size), flip, layout);
-                    if let Some(got) = fast(&mut r, &win, (size, size), flip, layout)? {
-                        assert!(got == want, "{size} {index} {layout:?} flip {flip}");
-                        taken += 1;
+                    match fast(&mut r, &win, (size, size), flip, layout)? {
+                        Some(got) => assert!(got == want, "{size} {index} {layout:?} {flip}"),
+                        // The loader's case (HWC, at most a 2x downscale) always fits the
+                        // table; CHW only for upscales; 97 px is a 3.5-5x downscale.
+                        None => assert!(
+                            !avx2()
+                                || size == 97
+                                || (layout == Layout::Chw && c.w > f64::from(size)),
+                            "{size} {index} {layout:?}: fast path declined"
+                        ),
                     }
                 }
             }
         }
-    }
-    if avx2() {
-        // Upscales (most 384 crops) always fit the table.
-        assert!(taken > 100, "fast path taken {taken} times");
     }
     Ok(())
 }
