@@ -20,8 +20,9 @@
 //! When the fast path does not apply [`HorizontalResizer::resize`] returns `false` and the
 //! caller uses fir as before: no AVX2; no horizontal resampling; a group of four values
 //! whose source bytes do not fit one 16-byte load. HWC groups span two output pixels, so
-//! they fit up to about a 3x downscale (the loader's HWC crops always do); CHW groups span
-//! four pixels of one plane and fit upscales only (nothing in PillSnap asks for CHW).
+//! they always fit up to a 2x downscale (past that the train path mostly decodes at 1/2
+//! scale); CHW groups span four pixels of one plane and fit upscales only (nothing in
+//! PillSnap asks for CHW).
 
 #[cfg(target_arch = "x86_64")]
 mod kernel;
