@@ -10,6 +10,10 @@
 //! Writing the slot: HWC without flip is written by the resampler straight into `dst`. Flip
 //! and CHW need a reorder; it is folded into one store pass from a per-thread scratch image
 //! (the resampler writes rows left to right and interleaved, so it cannot do either itself).
+//!
+//! On CPUs with AVX2, [`Resizer`] first tries `hresize`: fir's vertical pass, then its own
+//! horizontal pass with the flip and layout in its table, bit-identical to the above and
+//! resize plus flip about 2.5 times faster at 384 px; the path above is the fallback.
 
 use fast_image_resize as fir;
 use fir::images::{CroppedImage, Image, ImageRef};
