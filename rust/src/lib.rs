@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod error;
+mod hresize;
 pub mod jpeg;
 pub mod order;
 pub mod pack;

@@ -1,6 +1,7 @@
 """Benchmarks.
 
-    python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F]
+    python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F] [--size 384]
+                                    [--methods A,B,C,F,L-native,L-pil,L-torchvision]
     python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
     python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--device D]
@@ -25,6 +26,9 @@ def _loader_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) /
                    "pillsnap-bench-loader", help="data is generated here once and reused")
+    p.add_argument("--size", type=int, default=384, help="RandomResizedCrop output size")
+    p.add_argument("--methods", default="A,B,C,F,L-native,L-pil,L-torchvision",
+                   help="comma-separated subset to run (a ratio needs C and its other method)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--cores", type=int, default=1, help=argparse.SUPPRESS)
 
@@ -103,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         from pillsnap.bench import loader as bench_loader
 
         if args.child:
-            bench_loader.child_main(args.child, args.work, args.cores, args.images)
+            bench_loader.child_main(args.child, args.work, args.cores, args.images, args.size)
         else:
-            bench_loader.main(args.work, args.images, args.json)
+            bench_loader.main(args.work, args.images, args.json, args.size,
+                              tuple(m for m in args.methods.split(",") if m))
     elif args.command == "train":
         from pillsnap.bench import train as bench_train
 

@@ -1,9 +1,11 @@
 """Training-input throughput per CPU core: the plain PIL path against PackLoader.
 
     python -m pillsnap.bench loader [--images 200] [--work /tmp/pillsnap-bench] [--json F]
+                                    [--size 384] [--methods C,F,L-native]
 
 All methods read the same synthetic 976x1280 AIHub-format photos and produce the same
-thing, a RandomResizedCrop(384) + horizontal flip as uint8:
+thing, a RandomResizedCrop(size) + horizontal flip as uint8 (size 384 by default; the
+stored JPEGs keep short side 480 whatever the size):
 
 - A: torchvision-style Dataset + PIL + DataLoader over the original PNGs (the plain path);
 - B: the same over the pre-resized JPEGs (short side 480, q90) that the pack holds;
@@ -31,6 +33,7 @@ from typing import Any
 from pillsnap.bench.table import markdown_table
 
 SHORT_SIDE, QUALITY, CROP = 480, 90, 384
+METHODS = ("A", "B", "C", "F", "L-native", "L-pil", "L-torchvision")
 MIN_SECONDS = 3.0
 
 
@@ -84,13 +87,13 @@ def _rate(step: Callable[[], int]) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _dataloader_rate(files: list[str], workers: int) -> float:
+def _dataloader_rate(files: list[str], workers: int, size: int) -> float:
     import torch
     from PIL import Image
     from torchvision import transforms
 
     transform = transforms.Compose([
-        transforms.RandomResizedCrop(CROP, antialias=True),
+        transforms.RandomResizedCrop(size, antialias=True),
         transforms.RandomHorizontalFlip(),
         transforms.PILToTensor(),
     ])
@@ -112,10 +115,10 @@ def _dataloader_rate(files: list[str], workers: int) -> float:
     return _rate(epoch)
 
 
-def _packloader_rate(pack: str, threads: int) -> float:
+def _packloader_rate(pack: str, threads: int, size: int) -> float:
     from pillsnap.data.loader import PackLoader
 
-    loader = PackLoader(pack, batch_size=32, image_size=CROP, train=True, threads=threads,
+    loader = PackLoader(pack, batch_size=32, image_size=size, train=True, threads=threads,
                         drop_last=False, pin_memory=False)
 
     def epoch() -> int:
@@ -124,18 +127,18 @@ def _packloader_rate(pack: str, threads: int) -> float:
     return _rate(epoch)
 
 
-def _full_decode_then_crop_rate(files: list[str]) -> float:
+def _full_decode_then_crop_rate(files: list[str], size: int) -> float:
     """FFCV's recipe in the same native code: decode everything, then crop, resize, flip."""
     import numpy as np
 
     from pillsnap.native import _native as nat
 
     blobs = [Path(f).read_bytes() for f in files]
-    out = np.empty(CROP * CROP * 3, np.uint8)
+    out = np.empty(size * size * 3, np.uint8)
 
     def epoch() -> int:
         for i, blob in enumerate(blobs):
-            nat.decode_train_sample(blob, CROP, 0, 0, i, out, full_decode=True)
+            nat.decode_train_sample(blob, size, 0, 0, i, out, full_decode=True)
         return len(blobs)
 
     return _rate(epoch)
@@ -173,40 +176,44 @@ def _decode_rate(files: list[str], how: str) -> float:
     return _rate(lambda: sum(1 for b in blobs if decode(b) is not None))
 
 
-def run_method(method: str, data: dict[str, Any], cores: int) -> float:
+def run_method(method: str, data: dict[str, Any], cores: int, size: int = CROP) -> float:
     import torch
 
     torch.set_num_threads(cores)
     if method == "A":
-        return _dataloader_rate(data["pngs"], 0 if cores == 1 else cores)
+        return _dataloader_rate(data["pngs"], 0 if cores == 1 else cores, size)
     if method == "B":
-        return _dataloader_rate(data["jpegs"], 0 if cores == 1 else cores)
+        return _dataloader_rate(data["jpegs"], 0 if cores == 1 else cores, size)
     if method == "C":
-        return _packloader_rate(data["pack"], cores)
+        return _packloader_rate(data["pack"], cores, size)
     if method == "F":
-        return _full_decode_then_crop_rate(data["jpegs"])
+        return _full_decode_then_crop_rate(data["jpegs"], size)
     return _decode_rate(data["jpegs"], method.split("-", 1)[1])
 
 
-def _child(method: str, work: Path, cores: int) -> dict[str, Any]:
+def _child(method: str, work: Path, cores: int, size: int) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "pillsnap.bench", "loader", "--work", str(work), "--child", method,
-         "--cores", str(cores)], capture_output=True, text=True, check=False)
+         "--cores", str(cores), "--size", str(size)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"method {method} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def child_main(method: str, work: Path, cores: int, images: int) -> None:
+def child_main(method: str, work: Path, cores: int, images: int, size: int = CROP) -> None:
     data = prepare(work, images)
-    rate = run_method(method, data, cores)
+    rate = run_method(method, data, cores, size)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"method": method, "img_s": rate, "peak_rss_mb": rss_mb}))
 
 
-def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
+def main(work: Path, images: int, json_out: Path | None, size: int = CROP,
+         methods: tuple[str, ...] = METHODS) -> dict[str, Any]:
     from pillsnap.bench.machine import describe, describe_line
 
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     data = prepare(work, images)
     cores = len(os.sched_getaffinity(0))
     names = {"A": "A: PIL + DataLoader, PNG originals", "B": "B: PIL + DataLoader, resized JPEG",
@@ -214,25 +221,26 @@ def main(work: Path, images: int, json_out: Path | None) -> dict[str, Any]:
              "F": "F: full decode, then crop + resize + flip (FFCV's recipe, native)",
              "L-native": "L: full decode, libjpeg-turbo (native)",
              "L-pil": "L': full decode, PIL", "L-torchvision": "L'': full decode, torchvision.io"}
-    per_core = {m: _child(m, work, 1) for m in names}
-    all_cores = {m: _child(m, work, cores) for m in ("A", "B", "C")}
+    names = {m: name for m, name in names.items() if m in methods}
+    per_core = {m: _child(m, work, 1, size) for m in names}
+    all_cores = {m: _child(m, work, cores, size) for m in ("A", "B", "C") if m in names}
     rate = {m: r["img_s"] for m, r in per_core.items()}
+    short = {"L-native": "L", "L-pil": "L_pil", "L-torchvision": "L_torchvision"}
+    pairs = {"C/A": ("C", "A"), "C/B": ("C", "B"), "C/L": ("C", "L-native"), "C/F": ("C", "F")}
     result = {
-        "machine": describe(),
+        "machine": describe(), "size": size,
         "images": len(data["jpegs"]), "jpeg_kb": round(data["jpeg_kb"], 1),
         "pack_mb_per_1000": round(data["pack_mb_per_1000"], 1),
-        "per_core_img_s": {"A": rate["A"], "B": rate["B"], "C": rate["C"], "F": rate["F"],
-                           "L": rate["L-native"],
-                           "L_pil": rate["L-pil"], "L_torchvision": rate["L-torchvision"]},
+        "per_core_img_s": {short.get(m, m): r for m, r in rate.items()},
         "all_cores_img_s": {m: r["img_s"] for m, r in all_cores.items()},
         "peak_rss_mb": {m: round(r["peak_rss_mb"]) for m, r in per_core.items()},
-        "ratios": {"C/A": rate["C"] / rate["A"], "C/B": rate["C"] / rate["B"],
-                   "C/L": rate["C"] / rate["L-native"], "C/F": rate["C"] / rate["F"]},
+        "ratios": {k: rate[a] / rate[b] for k, (a, b) in pairs.items()
+                   if a in rate and b in rate},
     }
     print(f"machine: {describe_line()}")
     print(f"{result['images']} photos 976x1280 -> JPEG short side {SHORT_SIDE} q{QUALITY} "
           f"({result['jpeg_kb']} KB each); pack {result['pack_mb_per_1000']} MB per 1,000")
-    print(f"RandomResizedCrop({CROP}) + flip, uint8; one process, one thread per method\n")
+    print(f"RandomResizedCrop({size}) + flip, uint8; one process, one thread per method\n")
     header = ("method", "img/s per core", f"img/s on {cores} cores", "peak RSS MB")
     print(markdown_table([header] + [
         (name, f"{per_core[m]['img_s']:.0f}",
