@@ -268,11 +268,11 @@ def test_a_burst_over_the_queue_is_refused_at_once(api_launcher: Any, exported: 
         for _, response in refused:
             assert response.json()["kind"] == "overloaded", response.text
             assert int(response.headers["retry-after"]) >= 1
-        # Quick: every refusal came back before the slowest answer (a refusal means the
-        # queue was full, so the requests in it were still to finish), and sooner than the
-        # burst takes to compute one by one (what its last caller waits without a bound).
+        # Quick: every refusal came back sooner than the burst takes to compute one by one
+        # (what its last caller waits without a bound). Not "before the slowest answer":
+        # each time includes sending the upload (read before the gate) from one client
+        # loop, and with the Rust photo engine an answer takes about as long as that.
         slowest_refusal = max(t for t, _ in refused)
-        assert slowest_refusal < max(ok), (slowest_refusal, max(ok))
         assert slowest_refusal < BURST * single, (slowest_refusal, single)
 
         after = client.post("/predict", headers=AUTH, files={"image": ("p.jpg", photo)})
