@@ -45,18 +45,7 @@ mod tests {
     use super::*;
 
     fn config(batch: usize) -> LoaderConfig {
-        LoaderConfig {
-            batch_size: batch,
-            threads: 1,
-            ring: 1,
-            sample_bytes: 8,
-            seed: 7,
-            shuffle: true,
-            drop_last: false,
-            rank: 0,
-            world_size: 1,
-            max_substitutes: 3,
-        }
+        crate::testutil::loader_config(batch, 1, 1)
     }
 
     #[test]

@@ -474,6 +474,7 @@ fn fill<S: SampleSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::loader_config as config;
     use std::collections::HashSet;
     use std::sync::atomic::AtomicUsize;
 
@@ -521,21 +522,6 @@ mod tests {
             std::thread::sleep(self.delay);
             dst.fill((index % 251) as u8);
             Ok(index as i64)
-        }
-    }
-
-    fn config(batch: usize, threads: usize, ring: usize) -> LoaderConfig {
-        LoaderConfig {
-            batch_size: batch,
-            threads,
-            ring,
-            sample_bytes: 8,
-            seed: 7,
-            shuffle: true,
-            drop_last: false,
-            rank: 0,
-            world_size: 1,
-            max_substitutes: 3,
         }
     }
 

@@ -91,7 +91,13 @@ impl Resizer {
                 dst.len()
             )));
         }
-        if self.fast.resize(window, out_w, out_h, flip, layout, dst)? {
+        // Derived crops may pass the view's edge by float noise (CropRect::check_inside
+        // allows 1e-6); the resampler refuses any excess, in either path.
+        let mut window = *window;
+        let c = window.crop;
+        window.crop.w = c.w.min(f64::from(window.view_w) - c.x);
+        window.crop.h = c.h.min(f64::from(window.view_h) - c.y);
+        if self.fast.resize(&window, out_w, out_h, flip, layout, dst)? {
             return Ok(());
         }
         let src = ImageRef::new(window.width, window.height, window.pixels, PixelType::U8x3)
@@ -105,13 +111,9 @@ impl Resizer {
         )
         .map_err(resize_error)?;
         let c = window.crop;
-        // Derived crops may pass the view's edge by float noise (CropRect::check_inside
-        // allows 1e-6); the resampler refuses any excess.
-        let w = c.w.min(f64::from(window.view_w) - c.x);
-        let h = c.h.min(f64::from(window.view_h) - c.y);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .crop(c.x, c.y, w, h);
+            .crop(c.x, c.y, c.w, c.h);
         if layout == Layout::Hwc && !flip {
             let mut out =
                 Image::from_slice_u8(out_w, out_h, dst, PixelType::U8x3).map_err(resize_error)?;

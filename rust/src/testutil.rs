@@ -1,6 +1,7 @@
 //! Helpers shared by the unit tests: synthetic photos and error metrics.
 
 use crate::augment::sample_rng;
+use crate::prefetch::LoaderConfig;
 
 /// A deterministic "natural-looking" RGB image: smooth gradients, a few filled discs and
 /// rectangles with soft edges, and mild noise, so JPEG has both flat areas and detail.
@@ -61,4 +62,21 @@ pub fn crop_rgb(src: &[u8], width: u32, x: u32, y: u32, w: u32, h: u32) -> Vec<u
         out.extend_from_slice(&src[start..start + w as usize * 3]);
     }
     out
+}
+
+/// A loader config for unit tests: `batch` samples, `threads` workers, `ring` slots of 8
+/// bytes, shuffled with seed 7, one process.
+pub fn loader_config(batch: usize, threads: usize, ring: usize) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: batch,
+        threads,
+        ring,
+        sample_bytes: 8,
+        seed: 7,
+        shuffle: true,
+        drop_last: false,
+        rank: 0,
+        world_size: 1,
+        max_substitutes: 3,
+    }
 }
