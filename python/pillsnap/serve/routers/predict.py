@@ -65,8 +65,11 @@ async def predict(request: Request, *, settings: SettingsDep, backend: BackendDe
                 answer, backend_ms = await _run(backend, uploads[0].data, chosen,
                                                 top_k or settings.top_k, request_id)
     except TimeoutError:
-        raise BackendTimeout(f"no answer within {limit:g} s, waiting for a free worker "
-                             "included; the server is overloaded, try again shortly") from None
+        # This deadline starts before the backend's own (same length), so it usually fires
+        # first: it says what the backend's would, and that the queue counted.
+        raise BackendTimeout(f"the {backend.name} backend did not answer within {limit:g} s "
+                             "(the wait for a free worker included); the server is overloaded "
+                             "or the backend is down, try again shortly") from None
     result = _shaped(answer, backend_ms, settings, read_ms, start, queue_ms=queue_ms)
     metrics.observe_timing(chosen, result["timing_ms"])
     return {"request_id": request_id, **result}
