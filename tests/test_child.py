@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pillsnap.child import Child, NotReady, http_ok
+from pillsnap.procs import gone
 
 SLEEP = "import time; time.sleep(60)"
 IGNORE_TERM = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -20,15 +21,6 @@ IGNORE_TERM = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only its zombie (its parent died; nobody reaped it yet)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state == "Z"
 
 
 def test_waits_for_a_line_of_its_output_then_stops_it(tmp_path: Path) -> None:
