@@ -72,3 +72,13 @@ def device_name(provider: str) -> str:
 def active_device(session: ort.InferenceSession) -> str:
     """The device a session really runs on first."""
     return device_name(session.get_providers()[0])
+
+
+def confirm_started(session: ort.InferenceSession, device: str, providers: Sequence[Any]) -> None:
+    """One line when the first provider was listed but did not start (no driver, no GPU):
+    ONNX Runtime then fell back to the next one by itself."""
+    first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    if active_device(session) != device_name(first):
+        log_decision(logger, "serve.device", active_device(session),
+                     f"the {device_name(first)} provider did not start; see ONNX Runtime's "
+                     "warning above", fallback=device != "auto")

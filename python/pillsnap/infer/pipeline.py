@@ -35,8 +35,7 @@ from pillsnap.contract import ops
 from pillsnap.contract.photo import Photo, open_photo
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.bundle import Bundle, load_bundle
-from pillsnap.infer.device import active_device, device_name, providers_for
-from pillsnap.logs import log_decision
+from pillsnap.infer.device import active_device, confirm_started, providers_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +80,7 @@ class OnnxPipeline:
         providers = providers_for(device)
         pipe = cls(load_bundle(folder, threads=threads, providers=providers),
                    max_batch=max_batch, max_pixels=max_pixels)
-        first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
-        if active_device(pipe.bundle.classifier) != device_name(first):
-            # listed but could not start (no driver, no GPU): ONNX Runtime fell back itself
-            log_decision(logger, "serve.device", pipe.device, f"the {device_name(first)} "
-                         "provider did not start; see ONNX Runtime's warning above",
-                         fallback=device != "auto")
+        confirm_started(pipe.bundle.classifier, device, providers)
         return pipe
 
     @property
