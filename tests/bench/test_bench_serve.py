@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pillsnap.bench import photo, serve
 from pillsnap.config import load_config
 from pillsnap.export.__main__ import main as export_main
@@ -28,9 +30,18 @@ def test_serve_bench_covers_every_path(exported: Path, trained: dict[str, Path],
     assert set(result["latency_ms"]) == {
         "PyTorch eager: classifier, one crop", "ONNX Runtime: classifier, one crop",
         "ONNX Runtime in-process: single pipeline", "ONNX Runtime in-process: combo pipeline",
+        "ONNX Runtime in-process: single pipeline, Pillow photo path",
+        "ONNX Runtime in-process: combo pipeline, Pillow photo path",
         "Triton HTTP: pill_single", "Triton HTTP: pill_combo"}
     for row in result["latency_ms"].values():
         assert 0 < row["p50"] <= row["p95"] <= row["p99"]
+    # each answer split into its time inside ONNX Runtime and the rest
+    assert result["device"] == "cpu" and result["io_binding"] == "off"
+    for kind in ("single", "combo"):
+        split = result["model_share"][kind]
+        assert 0 < split["model_ms"] < split["answer_ms"]
+        assert split["outside_ms"] == pytest.approx(split["answer_ms"] - split["model_ms"])
+        assert 0 < split["outside_share"] < 1
     # the image work on both photo engines, side by side, JPEGs and the AIHub-format PNG
     work = result["image_work_ms"]
     assert list(work) == [label for label, _, _ in photo.CASES]

@@ -108,6 +108,15 @@ def test_triton_restart_no_means_never(in_tmp: Path) -> None:
         load_config(None, ["triton.restart=always"])
 
 
+def test_io_binding_on_and_off_unquoted(in_tmp: Path) -> None:
+    """YAML 1.1 reads unquoted on/off as booleans; they still mean the words."""
+    write(in_tmp / "config.yaml", "serve:\n  io_binding: on\n")
+    assert load_config().serve.io_binding == "on"
+    assert load_config(None, ["serve.io_binding=off"]).serve.io_binding == "off"
+    with pytest.raises(ConfigError, match="'auto', 'on' or 'off'"):
+        load_config(None, ["serve.io_binding=pinned"])
+
+
 def test_bad_value_is_explained(in_tmp: Path) -> None:
     with pytest.raises(ConfigError, match=r"train\.lr: Input should be greater than 0"):
         load_config(None, ["train.lr=-1"])

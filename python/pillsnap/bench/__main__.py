@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import get_args
 
-from pillsnap.config.schema import Device
+from pillsnap.config.schema import Device, IoBinding
 
 
 def _loader_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +69,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    "serve.device")
     p.add_argument("--device", choices=get_args(Device), help="where ONNX Runtime runs the "
                    "in-process rows (default: serve.device)")
+    p.add_argument("--io-binding", choices=get_args(IoBinding), help="inputs and outputs "
+                   "bound on the device for those rows (default: serve.io_binding)")
 
 
 COMMANDS = {
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.cfg)
         bench_serve.run(args.export, cfg, repository=args.repository, ckpt=args.ckpt,
                         device=args.device or cfg.serve.device,
+                        io_binding=args.io_binding or cfg.serve.io_binding,
                         samples=bench_serve.sample_photos(args.single, args.combo, args.png),
                         requests=args.requests, json_out=args.json)
     return 0

@@ -24,7 +24,10 @@ import asyncio
 import io
 import json
 import logging
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from pillsnap.bench.machine import describe, describe_line
 from pillsnap.bench.table import markdown_table
 from pillsnap.config import PillsnapConfig
 from pillsnap.contract import ops
+from pillsnap.contract.photo import ENGINE_ENV, native_available
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.infer.triton_contract import INPUT_IMAGE, INPUT_TOP_K
 
@@ -101,13 +105,50 @@ def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path 
     rows: dict[str, dict[str, float]] = {}
     if ckpt is not None:
         rows["PyTorch eager: classifier, one crop"] = _torch_latency(ckpt, x, warmup, runs)
-    session = pipe.bundle.classifier
     rows["ONNX Runtime: classifier, one crop"] = percentiles(time_runs(
-        lambda: session.run(["logits"], {"images": x}), warmup, runs))
+        lambda: pipe.classifier.run(["logits"], {"images": x}), warmup, runs))
     for kind in pipe.pipelines:
         rows[f"ONNX Runtime in-process: {kind} pipeline"] = percentiles(time_runs(
             lambda k=kind: pipe.predict(photos[k], pipeline=k), warmup, runs))
+        if native_available():  # the same pipeline on today's fallback, for the ratio
+            with _photo_engine("pillow"):
+                rows[f"ONNX Runtime in-process: {kind} pipeline, Pillow photo path"] = \
+                    percentiles(time_runs(lambda k=kind: pipe.predict(photos[k], pipeline=k),
+                                          warmup, runs))
     return rows
+
+
+def model_share(pipe: OnnxPipeline, photos: dict[str, bytes], warmup: int,
+                runs: int) -> dict[str, dict[str, float]]:
+    """Per pipeline: the mean answer, the part of it inside ONNX Runtime (the models, and on
+    a GPU the copies to and from it) and the rest (image work, box selection, the answer),
+    which on a GPU is the CPU's share of an answer."""
+    split: dict[str, dict[str, float]] = {}
+    for kind in pipe.pipelines:
+        def call(k: str = kind) -> None:
+            pipe.predict(photos[k], pipeline=k)
+
+        time_runs(call, warmup, 0)
+        before = pipe.model_seconds
+        samples = time_runs(call, 0, runs)
+        total = float(np.mean(samples))
+        model = (pipe.model_seconds - before) * 1000 / runs
+        split[kind] = {"answer_ms": total, "model_ms": model, "outside_ms": total - model,
+                       "outside_share": (total - model) / total}
+    return split
+
+
+@contextmanager
+def _photo_engine(engine: str) -> Iterator[None]:
+    before = os.environ.get(ENGINE_ENV)
+    os.environ[ENGINE_ENV] = engine
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENGINE_ENV, None)
+        else:
+            os.environ[ENGINE_ENV] = before
 
 
 def _torch_latency(ckpt: Path, x: np.ndarray, warmup: int, runs: int) -> dict[str, float]:
@@ -176,26 +217,29 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
 
 def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
         samples: Samples, requests: int, json_out: Path | None,
-        device: str = "cpu") -> dict[str, Any]:
+        device: str = "cpu", io_binding: str = "auto") -> dict[str, Any]:
     m = cfg.targets.measurement
     if ckpt is None:
         record = json.loads((export / "export.json").read_text(encoding="utf-8"))
         named = Path(record["classifier"].get("checkpoint", ""))
         ckpt = named if named.is_file() else None
     photos = samples.photos
-    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device)
+    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device,
+                             io_binding=io_binding, warm=True)  # io_binding=auto: settled
     image_work = bench_photo.figures(pipe, samples.photos, samples.pills, m.warmup_runs,
                                      m.runs)
     latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
+    split = model_share(pipe, photos, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
         triton_latency, throughput = triton_figures(repository, photos, cfg, requests)
         latency.update(triton_latency)
-    result = {"machine": describe(), "device": pipe.device, "export": str(export),
+    result = {"machine": describe(), "device": pipe.device, "io_binding": pipe.io_bound,
+              "export": str(export),
               "model_version":
               pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
-              "throughput": throughput, "image_work_ms": image_work}
+              "throughput": throughput, "model_share": split, "image_work_ms": image_work}
     print_report(result, cfg.targets.p95_latency_ms)
     info = pipe.bundle.detector_info
     print()
@@ -207,13 +251,19 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
 
 def print_report(result: dict[str, Any], target_ms: float) -> None:
     print(f"machine: {describe_line()}")
-    print(f"model {result['model_version']}; ONNX Runtime on {result['device']}; batch 1, "
+    print(f"model {result['model_version']}; ONNX Runtime on {result['device']}, IO binding "
+          f"{result['io_binding']}; batch 1, "
           f"{result['warmup_runs']} warm-up + {result['runs']} runs; photos (JPEG bytes): "
           f"{result['photo_bytes']}\n")
     print(markdown_table([("path", "p50 ms", "p95 ms", "p99 ms", f"p95 <= {target_ms:g} ms")] + [
         (name, f"{r['p50']:.1f}", f"{r['p95']:.1f}", f"{r['p99']:.1f}",
          "yes" if r["p95"] <= target_ms else "no")
         for name, r in result["latency_ms"].items()]))
+    print()
+    print(markdown_table([("in-process pipeline", "answer ms (mean)", "in ONNX Runtime ms",
+                           "outside ms", "outside share")] + [
+        (kind, f"{s['answer_ms']:.1f}", f"{s['model_ms']:.1f}", f"{s['outside_ms']:.1f}",
+         f"{s['outside_share']:.0%}") for kind, s in result["model_share"].items()]))
     if result["throughput"]:
         print()
         rows = [("ensemble", "concurrency", "requests/s", "p50 ms", "p95 ms", "p99 ms",

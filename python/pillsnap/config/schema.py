@@ -15,6 +15,7 @@ from pillsnap.config.paths import ConfigPath, OptionalConfigPath
 
 FeatureSet = Literal["mvp", "advanced", "production"]
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]  # serve.device (pillsnap.infer.device)
+IoBinding = Literal["auto", "on", "off"]  # serve.io_binding (pillsnap.infer.binding)
 
 
 class Section(BaseModel):
@@ -285,11 +286,18 @@ class ServeConfig(Section):
     threads: int = Field(0, ge=0)  # embedded backend: ONNX Runtime threads (0: its choice)
     # embedded backend: where ONNX Runtime runs the models (pillsnap.infer.device)
     device: Device = "auto"
+    # embedded backend: inputs and outputs bound on the device (auto: timed at start on a GPU)
+    io_binding: IoBinding = "auto"
     # Admission (serve/admission.py): requests computing at once (0: the backend's choice:
     # embedded, its worker threads, min(4, CPU cores); Triton, its 64 connections) and how
     # many more may wait; past that a request is a 503 overloaded with Retry-After at once.
     max_concurrent: int = Field(0, ge=0, le=1024)
     max_queue: int = Field(8, ge=0, le=10_000)
+
+    @field_validator("io_binding", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:  # YAML 1.1 reads unquoted on/off as booleans
+        return ("on" if value else "off") if isinstance(value, bool) else value
 
 
 class MeasurementConfig(Section):

@@ -31,9 +31,11 @@ from typing import cast
 
 import numpy as np
 
+from pillsnap.config.schema import IoBinding
 from pillsnap.contract import ops
 from pillsnap.contract.photo import Photo, open_photo
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
+from pillsnap.infer.binding import Runner
 from pillsnap.infer.bundle import Bundle, load_bundle
 from pillsnap.infer.device import active_device, confirm_started, providers_for
 
@@ -46,8 +48,11 @@ class OnnxPipeline:
     """Both pipelines over one export folder (see the module docstring)."""
 
     def __init__(self, bundle: Bundle, *, max_batch: int = 32,
-                 max_pixels: int | None = None) -> None:
+                 max_pixels: int | None = None, io_binding: IoBinding = "off") -> None:
         self.bundle = bundle
+        self.classifier = Runner(bundle.classifier, active_device(bundle.classifier), io_binding)
+        self.detector = (None if bundle.detector is None else
+                         Runner(bundle.detector, active_device(bundle.detector), io_binding))
         self.max_batch = max_batch
         self.max_pixels = max_pixels
         info = bundle.classifier_info
@@ -74,19 +79,52 @@ class OnnxPipeline:
 
     @classmethod
     def open(cls, folder: Path, *, threads: int = 0, max_batch: int = 32,
-             max_pixels: int | None = None, device: str = "cpu") -> OnnxPipeline:
+             max_pixels: int | None = None, device: str = "cpu",
+             io_binding: IoBinding = "auto", warm: bool = False) -> OnnxPipeline:
         """``device``: ``serve.device`` (``pillsnap.infer.device``; the CPU by default, as
-        export checks and eval need no GPU)."""
+        export checks and eval need no GPU); ``io_binding``: ``serve.io_binding``
+        (``pillsnap.infer.binding``); ``warm``: run ``warm_up`` before returning, as a
+        server does so that its first request does not pay for it."""
         providers = providers_for(device)
-        pipe = cls(load_bundle(folder, threads=threads, providers=providers),
-                   max_batch=max_batch, max_pixels=max_pixels)
-        confirm_started(pipe.bundle.classifier, device, providers)
+        bundle = load_bundle(folder, threads=threads, providers=providers)
+        confirm_started(bundle.classifier, device, providers)
+        pipe = cls(bundle, max_batch=max_batch, max_pixels=max_pixels, io_binding=io_binding)
+        if warm:
+            pipe.warm_up()
         return pipe
+
+    def warm_up(self) -> None:
+        """Each model run once on a blank input of its own shape (on a GPU the first runs
+        pick kernels and TensorRT builds its engines), then ``io_binding=auto`` settled
+        (timed on a GPU)."""
+        runners = [("classifier", self.classifier, self.outputs, self.image_size)]
+        if self.detector is not None and self.bundle.detector_info is not None:
+            runners.append(("detector", self.detector, ["output0"],
+                            int(self.bundle.detector_info["image_size"])))
+        for model, runner, names, size in runners:
+            feeds = {"images": np.zeros((1, 3, size, size), dtype=np.float32)}
+            runner.run(names, feeds)
+            runner.settle(model, names, feeds)
 
     @property
     def device(self) -> str:
         """Where the classifier really runs (``cpu``, ``cuda`` or ``tensorrt``)."""
         return active_device(self.bundle.classifier)
+
+    @property
+    def io_bound(self) -> str:
+        """``on``/``off`` (``serve.io_binding`` as settled), per model where they differ."""
+        ways = {"classifier": self.classifier.bound}
+        if self.detector is not None:
+            ways["detector"] = self.detector.bound
+        if len(set(ways.values())) == 1:
+            return "on" if self.classifier.bound else "off"
+        return ", ".join(f"{model} {'on' if bound else 'off'}" for model, bound in ways.items())
+
+    @property
+    def model_seconds(self) -> float:
+        """Seconds spent inside ONNX Runtime calls so far (``Runner.busy_s``, both models)."""
+        return sum(r.busy_s for r in (self.classifier, self.detector) if r is not None)
 
     @property
     def pipelines(self) -> tuple[str, ...]:
@@ -107,7 +145,7 @@ class OnnxPipeline:
         the open-set ``known_score`` (n, 1); ``max_batch`` crops per call."""
         x = ops.normalise(crops, self.mean, self.std)
         names = self.outputs
-        out = [self.bundle.classifier.run(names, {"images": x[i:i + self.max_batch]})
+        out = [self.classifier.run(names, {"images": x[i:i + self.max_batch]})
                for i in range(0, len(x), self.max_batch)]
         classes = len(self.bundle.k_codes)
         logits = (np.concatenate([o[0] for o in out]) if out
@@ -120,12 +158,12 @@ class OnnxPipeline:
 
     def detect(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """Photo -> xyxy boxes in photo pixels and detector scores, best first."""
-        sess, info = self.bundle.detector, self.bundle.detector_info
-        if sess is None or info is None:
+        runner, info = self.detector, self.bundle.detector_info
+        if runner is None or info is None:
             raise ModelError(f"pipeline=combo needs a detector; {self.bundle.folder} has none "
                              "(export with --det-ckpt)")
         tensor, placement = photo.letterbox(int(info["image_size"]))
-        output = sess.run(["output0"], {"images": tensor[None]})[0][0]
+        output = runner.run(["output0"], {"images": tensor[None]})[0][0]
         return ops.detections(output, placement, conf=float(info["conf_threshold"]),
                               iou=float(info["iou_threshold"]),
                               max_det=int(info["max_detections"]))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pillsnap.config.loader import load_config
-from pillsnap.config.schema import Device, ServeConfig
+from pillsnap.config.schema import Device, IoBinding, ServeConfig
 
 DEFAULT_CORS = ["http://localhost:3000", "https://pillsnap.co.kr", "https://api.pillsnap.co.kr"]
 _SERVE = ServeConfig.model_fields
@@ -51,6 +51,7 @@ class Settings(BaseModel):
     ready_timeout_s: float = _SERVE["ready_timeout_s"]
     threads: int = _SERVE["threads"]
     device: Device = _SERVE["device"]
+    io_binding: IoBinding = _SERVE["io_binding"]
     max_concurrent: int = _SERVE["max_concurrent"]
     max_queue: int = _SERVE["max_queue"]
 

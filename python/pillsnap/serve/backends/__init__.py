@@ -23,7 +23,7 @@ def make_backend(settings: Settings) -> Backend:
 
     return EmbeddedBackend(settings.model_path, timeout_s=settings.request_timeout_s,
                            max_pixels=settings.max_pixels, threads=settings.threads,
-                           device=settings.device,
+                           device=settings.device, io_binding=settings.io_binding,
                            workers=settings.max_concurrent or None)
 
 

@@ -38,12 +38,14 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, folder: Path | None, *, timeout_s: float, max_pixels: int | None,
-                 threads: int = 0, workers: int | None = None, device: str = "cpu") -> None:
+                 threads: int = 0, workers: int | None = None, device: str = "cpu",
+                 io_binding: str = "auto") -> None:
         self.folder = folder
         self.timeout_s = timeout_s
         self.max_pixels = max_pixels
         self.threads = threads
         self.device = device
+        self.io_binding = io_binding
         self.workers = workers or min(4, os.cpu_count() or 1)
         self._pipe: OnnxPipeline | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -73,7 +75,7 @@ class EmbeddedBackend:
     async def _open(self, folder: Path) -> OnnxPipeline:
         return await anyio.to_thread.run_sync(functools.partial(
             OnnxPipeline.open, folder, threads=self.threads, max_pixels=self.max_pixels,
-            device=self.device))
+            device=self.device, io_binding=self.io_binding, warm=True))
 
     async def _follow_release(self) -> None:
         """Load the models again when the model folder now resolves somewhere else."""
