@@ -64,6 +64,16 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     assert ops.nms(boxes, scores, iou=0.5).tolist() == [1, 2]
     assert ops.nms(boxes, scores, iou=0.95).tolist() == [1, 0, 3, 2]
     assert ops.nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+    # a limit stops early with the full pass's first boxes
+    assert ops.nms(boxes, scores, iou=0.95, limit=2).tolist() == [1, 0]
+    rng = np.random.default_rng(3)  # many weak candidates, as from an untrained detector
+    corners = rng.uniform(0, 600, (3000, 2))
+    many = np.concatenate([corners, corners + rng.uniform(5, 80, (3000, 2))], axis=1)
+    weak = rng.uniform(0, 0.01, 3000)
+    full = ops.nms(many, weak, iou=0.45)
+    assert len(full) > 50
+    for limit in (1, 4, 32):
+        assert ops.nms(many, weak, iou=0.45, limit=limit).tolist() == full[:limit].tolist()
 
 
 def test_decode_yolo_reads_the_one_class_output_layout() -> None:
