@@ -14,7 +14,7 @@ COMMANDS = """PillSnap commands (each takes --help):
   python -m pillsnap.serve         api: the HTTP API | triton: run tritonserver (--docker: GPU)
   python -m pillsnap.ops           release | releases | activate | rollback | verify | backup |
                                    rotate-logs (operations)
-  python -m pillsnap.bench         loader | train | latency | serve | api (benchmarks)
+  python -m pillsnap.bench         loader | train | latency | serve | standin | api (benchmarks)
 """
 
 if __name__ == "__main__":

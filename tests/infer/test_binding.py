@@ -64,7 +64,8 @@ class _Timed(Runner):
     cannot produce (the trial itself is tested above)."""
 
     def __init__(self, runner: Runner, medians: tuple[float, float]) -> None:
-        super().__init__(runner.session, "cuda", "auto")
+        super().__init__(runner.session, "auto")
+        self.where = self.device = "cuda"
         self.medians = medians
 
     def trial(self, names: Sequence[str],

@@ -2,9 +2,12 @@
 
     python -m pillsnap.bench loader [--images 200] [--work DIR] [--json F] [--size 384]
                                     [--methods A,B,C,F,L-native,L-pil,L-torchvision]
-    python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default] [--json F]
+    python -m pillsnap.bench train [--images 6000] [--batch 128] [--modes none,default]
+                                   [--window 20] [--profile] [--json F]
     python -m pillsnap.bench latency [--arch tf_efficientnetv2_s] [--size 384] [--json F]
     python -m pillsnap.bench serve --export DIR [--repository DIR] [--ckpt F] [--device D]
+    python -m pillsnap.bench serve --standin DIR --device cuda      # GPU without ORT's CUDA
+    python -m pillsnap.bench standin --out DIR [--arch yolo11m]     # writes that folder
                                    [--png F] [--json F]
     python -m pillsnap.bench api --model-path DIR | --repository DIR | --triton-url H:P
                                  | --url URL [--requests 2000] [--concurrency 32]
@@ -46,6 +49,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=1024,
                    help="the batch search's upper bound (0: skip the search)")
     p.add_argument("--threads", type=int, default=0, help="loader threads (0: autotune)")
+    p.add_argument("--window", type=int, default=20,
+                   help="steps per throughput window (bench/steps.py)")
+    p.add_argument("--profile", action="store_true", help="profile a normal and the first "
+                   "slow window of each mode (tables and traces under WORK/profiles)")
     p.add_argument("--work", type=Path,
                    default=Path(tempfile.gettempdir()) / "pillsnap-bench-train")
 
@@ -57,7 +64,11 @@ def _latency_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--export", type=Path, required=True, help="an export folder")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--export", type=Path, help="an export folder")
+    group.add_argument("--standin", type=Path, help="a folder from `bench standin`: the "
+                       "in-process rows on PyTorch modules (a GPU whose ONNX Runtime has no "
+                       "CUDA provider)")
     p.add_argument("--repository", type=Path, help="a Triton repository (adds Triton)")
     p.add_argument("--ckpt", type=Path, help="classifier best.pt for the PyTorch row")
     p.add_argument("--single", type=Path, help="a single-pill photo (default: synthetic)")
@@ -73,6 +84,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    "bound on the device for those rows (default: serve.io_binding)")
 
 
+def _standin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="the folder to write")
+    p.add_argument("--arch", default="yolo11m", help="the ultralytics detector to trace")
+    p.add_argument("--size", type=int, default=640)
+
+
 COMMANDS = {
     "loader": ("training input: PIL DataLoader vs PackLoader", _loader_args),
     "train": ("classifier training: PackLoader vs GPU-resident batches, eager vs compiled, "
@@ -80,6 +97,8 @@ COMMANDS = {
     "latency": ("classifier batch-1 latency in PyTorch", _latency_args),
     "serve": ("latency and throughput: PyTorch, ONNX Runtime, in-process pipelines, Triton "
               "ensembles", _serve_args),
+    "standin": ("the PyTorch stand-in's detector (TorchScript) for `serve --standin`",
+                _standin_args),
 }
 
 
@@ -121,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             work=args.work, images=args.images, classes=args.classes, batch=args.batch,
             arch=args.arch, size=args.size, modes=tuple(args.modes.split(",")),
             resident_steps=args.resident_steps, epochs=args.epochs, max_batch=args.max_batch,
-            threads=args.threads), args.json)
+            threads=args.threads, window=args.window, profile=args.profile), args.json)
     elif args.command == "latency":
         from pillsnap.bench import latency as bench_latency
 
@@ -136,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                         device=args.device or cfg.serve.device,
                         io_binding=args.io_binding or cfg.serve.io_binding,
                         samples=bench_serve.sample_photos(args.single, args.combo, args.png),
-                        requests=args.requests, json_out=args.json)
+                        requests=args.requests, json_out=args.json, standin=args.standin)
+    elif args.command == "standin":
+        from pillsnap.bench import standin as bench_standin
+
+        setup_logging("INFO")
+        bench_standin.write_detector(args.out, arch=args.arch, size=args.size)
     return 0
 
 

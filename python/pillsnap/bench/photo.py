@@ -37,7 +37,7 @@ def regions(pipe: OnnxPipeline, data: bytes, pipeline: str,
     if pills:
         chosen_pills = pills[:1] if pipeline == "single" else pills
         return [ops.pill_crop(p, photo.width, photo.height, pipe.margin) for p in chosen_pills]
-    boxes, scores = pipe.detect(photo) if pipe.bundle.detector is not None else (None, None)
+    boxes, scores = pipe.detect(photo) if pipe.detector is not None else (None, None)
     chosen = ops.select_pills(pipeline, boxes, scores, photo.width, photo.height,
                               margin=pipe.margin).regions if boxes is not None else None
     if not chosen:

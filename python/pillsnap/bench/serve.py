@@ -98,21 +98,22 @@ def sample_photos(single: Path | None, combo: Path | None,
 
 
 def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path | None,
-                       warmup: int, runs: int) -> dict[str, dict[str, float]]:
+                       warmup: int, runs: int, *,
+                       engine: str = "ONNX Runtime") -> dict[str, dict[str, float]]:
     crop = ops.classifier_crops(pipe.decode(photos["single"]), None, size=pipe.image_size,
                                 short_side=pipe.short_side)
     x = ops.normalise(crop, pipe.mean, pipe.std)
     rows: dict[str, dict[str, float]] = {}
     if ckpt is not None:
         rows["PyTorch eager: classifier, one crop"] = _torch_latency(ckpt, x, warmup, runs)
-    rows["ONNX Runtime: classifier, one crop"] = percentiles(time_runs(
+    rows[f"{engine}: classifier, one crop"] = percentiles(time_runs(
         lambda: pipe.classifier.run(["logits"], {"images": x}), warmup, runs))
     for kind in pipe.pipelines:
-        rows[f"ONNX Runtime in-process: {kind} pipeline"] = percentiles(time_runs(
+        rows[f"{engine} in-process: {kind} pipeline"] = percentiles(time_runs(
             lambda k=kind: pipe.predict(photos[k], pipeline=k), warmup, runs))
         if native_available():  # the same pipeline on today's fallback, for the ratio
             with _photo_engine("pillow"):
-                rows[f"ONNX Runtime in-process: {kind} pipeline, Pillow photo path"] = \
+                rows[f"{engine} in-process: {kind} pipeline, Pillow photo path"] = \
                     percentiles(time_runs(lambda k=kind: pipe.predict(photos[k], pipeline=k),
                                           warmup, runs))
     return rows
@@ -215,27 +216,40 @@ async def _load(host: str, ensemble: str, photo: bytes, concurrency: int,
         await client.close()
 
 
-def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Path | None,
-        samples: Samples, requests: int, json_out: Path | None,
-        device: str = "cpu", io_binding: str = "auto") -> dict[str, Any]:
+def run(export: Path | None, cfg: PillsnapConfig, *, repository: Path | None,
+        ckpt: Path | None, samples: Samples, requests: int, json_out: Path | None,
+        device: str = "cpu", io_binding: str = "auto",
+        standin: Path | None = None) -> dict[str, Any]:
+    """``standin``: a folder from ``python -m pillsnap.bench standin`` (``bench/standin.py``):
+    the in-process rows on PyTorch modules instead of an export's ONNX sessions."""
     m = cfg.targets.measurement
-    if ckpt is None:
-        record = json.loads((export / "export.json").read_text(encoding="utf-8"))
-        named = Path(record["classifier"].get("checkpoint", ""))
-        ckpt = named if named.is_file() else None
     photos = samples.photos
-    pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device,
-                             io_binding=io_binding, warm=True)  # io_binding=auto: settled
+    if standin is not None:
+        from pillsnap.bench import standin as bench_standin
+
+        engine = bench_standin.LABEL
+        pipe = bench_standin.open_pipeline(standin, device, calibrate=photos["combo"])
+    elif export is not None:
+        engine = "ONNX Runtime"
+        if ckpt is None:
+            record = json.loads((export / "export.json").read_text(encoding="utf-8"))
+            named = Path(record["classifier"].get("checkpoint", ""))
+            ckpt = named if named.is_file() else None
+        pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device,
+                                 io_binding=io_binding, warm=True)  # io_binding=auto: settled
+    else:
+        raise SystemExit("bench serve needs --export (or --standin)")
     image_work = bench_photo.figures(pipe, samples.photos, samples.pills, m.warmup_runs,
                                      m.runs)
-    latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs)
+    latency = in_process_latency(pipe, photos, ckpt, m.warmup_runs, m.runs,
+                                 engine=engine)
     split = model_share(pipe, photos, m.warmup_runs, m.runs)
     throughput: dict[str, Any] = {}
     if repository is not None:
         triton_latency, throughput = triton_figures(repository, photos, cfg, requests)
         latency.update(triton_latency)
-    result = {"machine": describe(), "device": pipe.device, "io_binding": pipe.io_bound,
-              "export": str(export),
+    result = {"machine": describe(), "engine": engine, "device": pipe.device,
+              "io_binding": pipe.io_bound, "export": str(standin or export),
               "model_version":
               pipe.bundle.model_version, "photo_bytes": {k: len(v) for k, v in photos.items()},
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
@@ -251,8 +265,8 @@ def run(export: Path, cfg: PillsnapConfig, *, repository: Path | None, ckpt: Pat
 
 def print_report(result: dict[str, Any], target_ms: float) -> None:
     print(f"machine: {describe_line()}")
-    print(f"model {result['model_version']}; ONNX Runtime on {result['device']}, IO binding "
-          f"{result['io_binding']}; batch 1, "
+    print(f"model {result['model_version']}; {result['engine']} on {result['device']}, IO "
+          f"binding {result['io_binding']}; batch 1, "
           f"{result['warmup_runs']} warm-up + {result['runs']} runs; photos (JPEG bytes): "
           f"{result['photo_bytes']}\n")
     print(markdown_table([("path", "p50 ms", "p95 ms", "p99 ms", f"p95 <= {target_ms:g} ms")] + [

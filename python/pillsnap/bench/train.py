@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from pillsnap.bench.machine import describe, describe_line
+from pillsnap.bench.steps import Recorder
 from pillsnap.bench.table import markdown_table
 from pillsnap.config import load_config
 from pillsnap.config.schema import AutoBatchConfig, PillsnapConfig
@@ -64,6 +65,8 @@ class Plan:
     epochs: int  # loader epochs per mode
     max_batch: int
     threads: int  # 0: the trainer's autotune
+    window: int = 20  # steps per throughput window (bench/steps.py)
+    profile: bool = False  # profile a normal and the first slow window of each mode
 
 
 def prepare(work: Path, images: int, classes: int) -> tuple[Path, Path]:
@@ -138,13 +141,22 @@ def measure_mode(plan: Plan, manifest: Path, pack: Path, mode: str,
     started = time.perf_counter()
     _timed_epoch(s, 0, _resident_batches(s, 3))  # compiles (when asked) and warms cuDNN
     warmup_s = time.perf_counter() - started
-    resident = _timed_epoch(s, 0, _resident_batches(s, plan.resident_steps))
-    loader = [_timed_epoch(s, epoch) for epoch in range(1, plan.epochs + 1)]
+    recorder = Recorder(device, plan.batch, window=plan.window,
+                        profile_dir=plan.work / "profiles" / mode if plan.profile else None)
+    try:  # windows: epoch 0 is the resident pass
+        resident = _timed_epoch(s, 0, recorder.wrap(_resident_batches(s, plan.resident_steps),
+                                                    0))
+        loader = [_timed_epoch(s, epoch, recorder.wrap(s.batches(epoch), epoch))
+                  for epoch in range(1, plan.epochs + 1)]
+    finally:
+        recorder.close()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     result = {"mode": mode, "compiled": s.forward.compiled is not None,
               "threads": s.threads, "warmup_s": warmup_s, "resident": resident,
               "loader": loader, "peak_gib": peak,
-              "ratio": loader[-1]["img_s"] / resident["img_s"]}
+              "ratio": loader[-1]["img_s"] / resident["img_s"],
+              "windows": recorder.windows, "slow_windows": recorder.slow_windows(),
+              "profiles": recorder.profiles}
     del s
     _free(device)
     return result
@@ -212,6 +224,27 @@ def print_mode(m: dict[str, Any], plan: Plan) -> None:
     print(f"[{m['mode']}] warm-up {m['warmup_s']:.1f} s, resident {m['resident']['img_s']:.0f} "
           f"img/s, loader {m['loader'][-1]['img_s']:.0f} img/s, ratio {m['ratio']:.3f}",
           flush=True)
+    rates = [w["img_s"] for w in m["windows"]]
+    print(f"[{m['mode']}] {len(rates)} windows of {plan.window} steps: img/s min "
+          f"{min(rates, default=0):.0f}, max {max(rates, default=0):.0f}; "
+          f"{len(m['slow_windows'])} slow (epoch 0 is the resident pass)", flush=True)
+    for epoch in sorted({w["epoch"] for w in m["windows"]}):
+        print(f"  epoch {epoch}: " + " ".join(
+            f"{w['img_s']:.0f}" + ("*" if w["profiled"] else "")
+            for w in m["windows"] if w["epoch"] == epoch), flush=True)
+    keys = ("epoch", "first_step", "img_s", "data_share", "cpu_s", "alloc_retries",
+            "gc_passes", "gc_ms", "recompiles", "load", "sm_mhz", "power_w", "temp_c", "limits")
+    if m["slow_windows"]:
+        rows = [keys] + [tuple(_cell(w.get(k)) for k in keys) for w in m["slow_windows"]]
+        print(markdown_table(rows), flush=True)
+    for name, path in m["profiles"].items():
+        print(f"[{m['mode']}] profile of the {name} window: {path}", flush=True)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+    return "" if value is None else str(value)
 
 
 def print_report(result: dict[str, Any], plan: Plan) -> None:

@@ -24,12 +24,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from statistics import median
-from typing import get_args
+from typing import Protocol, get_args
 
 import numpy as np
 import onnxruntime as ort
 
 from pillsnap.config.schema import IoBinding
+from pillsnap.infer.device import active_device
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
@@ -38,18 +39,33 @@ IO_BINDINGS: tuple[str, ...] = get_args(IoBinding)
 TRIAL_RUNS = 10  # timed runs of each way for auto, after 3 untimed ones
 
 
+class ModelRunner(Protocol):
+    """What the pipeline asks of a model: ``Runner`` here, a PyTorch stand-in in
+    ``pillsnap.bench.standin``."""
+
+    where: str  # cpu, cuda or tensorrt: where the model really runs
+    outputs: list[str]  # the graph's output names
+    bound: bool
+    busy_s: float
+
+    def run(self, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The outputs ``names`` for ``feeds``, as host numpy arrays."""
+
+    def settle(self, model: str, names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> None:
+        """Decide what ``auto`` left open, timing ``feeds``."""
+
+
 class Runner:
-    """One ONNX Runtime session run with or without IO binding.
+    """One ONNX Runtime session run with or without IO binding (``ModelRunner``)."""
 
-    ``device``: where the session computes (``cpu``, or ``cuda`` for the CUDA and TensorRT
-    providers): the device the bound tensors live on.
-    """
-
-    def __init__(self, session: ort.InferenceSession, device: str, binding: IoBinding) -> None:
+    def __init__(self, session: ort.InferenceSession, binding: IoBinding) -> None:
         if binding not in IO_BINDINGS:
             raise ValueError(f"io_binding={binding!r}: choose one of {', '.join(IO_BINDINGS)}")
         self.session = session
-        self.device = "cpu" if device == "cpu" else "cuda"
+        self.where = active_device(session)
+        # the bound tensors live where the session computes: TensorRT's too are CUDA memory
+        self.device = "cpu" if self.where == "cpu" else "cuda"
+        self.outputs = [o.name for o in session.get_outputs()]
         self.mode: IoBinding = binding
         self.bound = binding == "on"  # auto: off until warm_up measured it
         self.busy_s = 0.0

@@ -35,9 +35,9 @@ from pillsnap.config.schema import IoBinding
 from pillsnap.contract import ops
 from pillsnap.contract.photo import Photo, open_photo
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
-from pillsnap.infer.binding import Runner
+from pillsnap.infer.binding import ModelRunner, Runner
 from pillsnap.infer.bundle import Bundle, load_bundle
-from pillsnap.infer.device import active_device, confirm_started, providers_for
+from pillsnap.infer.device import confirm_started, providers_for
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,15 @@ class OnnxPipeline:
     """Both pipelines over one export folder (see the module docstring)."""
 
     def __init__(self, bundle: Bundle, *, max_batch: int = 32,
-                 max_pixels: int | None = None, io_binding: IoBinding = "off") -> None:
+                 max_pixels: int | None = None, io_binding: IoBinding = "off",
+                 runners: tuple[ModelRunner, ModelRunner | None] | None = None) -> None:
+        """``runners``: the classifier and the detector as something else than the bundle's
+        ONNX Runtime sessions (``pillsnap.bench.standin``: PyTorch on a GPU)."""
         self.bundle = bundle
-        self.classifier = Runner(bundle.classifier, active_device(bundle.classifier), io_binding)
-        self.detector = (None if bundle.detector is None else
-                         Runner(bundle.detector, active_device(bundle.detector), io_binding))
+        if runners is None:
+            runners = (Runner(bundle.classifier, io_binding),
+                       None if bundle.detector is None else Runner(bundle.detector, io_binding))
+        self.classifier, self.detector = runners
         self.max_batch = max_batch
         self.max_pixels = max_pixels
         info = bundle.classifier_info
@@ -61,9 +65,8 @@ class OnnxPipeline:
         self.margin = float(info["crop_margin"])
         self.temperature = float(info["temperature"])
         self.open_set = ops.OpenSet.from_metadata(info.values.get("open_set"))
-        graph_outputs = {o.name for o in bundle.classifier.get_outputs()}
-        self.outputs = ["logits"] + ([ops.KNOWN_OUTPUT] if ops.KNOWN_OUTPUT in graph_outputs
-                                     else [])
+        self.outputs = ["logits"] + ([ops.KNOWN_OUTPUT] if ops.KNOWN_OUTPUT
+                                     in self.classifier.outputs else [])
         if self.open_set is None:
             logger.warning("the classifier of %s has no open-set threshold (exported before "
                            "it existed): drugs it never learnt are named, not flagged "
@@ -71,8 +74,8 @@ class OnnxPipeline:
         self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
         # exports older than the pack_region key were all trained on pill crops
         self.region = str(info.values.get("pack_region", "pill"))
-        self.single_detects = self.region == "pill" and bundle.detector is not None
-        if self.region == "pill" and bundle.detector is None:
+        self.single_detects = self.region == "pill" and self.detector is not None
+        if self.region == "pill" and self.detector is None:
             logger.warning("the classifier of %s learnt pill crops (pack.region=pill) but the "
                            "export has no detector: single mode classifies whole photos, "
                            "which it never saw; export with --det-ckpt", bundle.folder)
@@ -109,7 +112,7 @@ class OnnxPipeline:
     @property
     def device(self) -> str:
         """Where the classifier really runs (``cpu``, ``cuda`` or ``tensorrt``)."""
-        return active_device(self.bundle.classifier)
+        return self.classifier.where
 
     @property
     def io_bound(self) -> str:
@@ -128,7 +131,7 @@ class OnnxPipeline:
 
     @property
     def pipelines(self) -> tuple[str, ...]:
-        return PIPELINES if self.bundle.detector is not None else PIPELINES[:1]
+        return PIPELINES if self.detector is not None else PIPELINES[:1]
 
     def decode(self, data: bytes) -> np.ndarray:
         """Image bytes -> RGB array; bad input raises the matching ``pillsnap.errors`` type."""
