@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,21 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     a = np.asarray(samples_ms)
     return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+
+
+def interleaved(calls: Mapping[str, Callable[[], object]], warmup: int,
+                runs: int) -> dict[str, list[float]]:
+    """``time_runs`` of several calls taking turns, run by run, so a slow drift of the
+    machine (another job, the clock) falls on all of them alike: the way to compare two
+    paths on a shared machine."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(warmup + runs):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            if i >= warmup:
+                samples[name].append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def time_runs(call: Any, warmup: int, runs: int) -> list[float]:

@@ -13,10 +13,10 @@ pill-size region.
 
 from __future__ import annotations
 
-import time
+import functools
 from typing import Any
 
-from pillsnap.bench.latency import percentiles
+from pillsnap.bench.latency import interleaved, percentiles
 from pillsnap.bench.table import markdown_table
 from pillsnap.contract import ops
 from pillsnap.contract.photo import PillowPhoto, native_available, open_photo
@@ -65,13 +65,8 @@ def figures(pipe: OnnxPipeline, photos: dict[str, bytes], pills: dict[str, list[
             continue
         data = photos[key]
         crops = regions(pipe, data, pipeline, pills.get(key))
-        samples: dict[str, list[float]] = {engine: [] for engine in engines}
-        for i in range(warmup + runs):
-            for engine in engines:  # interleaved: both engines see the same load
-                started = time.perf_counter()
-                _work(pipe, data, crops, engine)
-                if i >= warmup:
-                    samples[engine].append((time.perf_counter() - started) * 1000)
+        samples = interleaved({engine: functools.partial(_work, pipe, data, crops, engine)
+                               for engine in engines}, warmup, runs)
         rows[label] = {"crops": len(crops), "bytes": len(data),
                        **{engine: percentiles(s) for engine, s in samples.items()}}
     return rows

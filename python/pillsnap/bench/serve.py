@@ -7,7 +7,9 @@
 Latency (``targets.measurement``: batch 1, 20 warm-up runs, 200 timed): the classifier
 alone on one crop in PyTorch eager (with ``--ckpt``, default: the checkpoint export.json
 names, when it is still there) and in ONNX Runtime; the whole in-process pipelines
-(``OnnxPipeline``: JPEG bytes in, answer out) single and combo; and, with
+(``OnnxPipeline``: JPEG bytes in, answer out) single and combo, on the Rust photo engine
+and, taking turns with it run by run, on the Pillow path; each answer split into its time
+inside ONNX Runtime and the rest (on a GPU, the CPU's share); and, with
 ``--repository``, the Triton ensembles ``pill_single`` and ``pill_combo`` over HTTP on a
 tritonserver started here (CPU configs). Throughput of the Triton ensembles at concurrency
 1, 8 and 32 comes from a closed-loop client (``bench/load.py``, perf_analyzer's
@@ -21,6 +23,7 @@ PNG (the synthetic single-pill photo as generated, unless ``--png`` names one).
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from pillsnap.bench import photo as bench_photo
-from pillsnap.bench.latency import percentiles, time_runs
+from pillsnap.bench.latency import interleaved, percentiles, time_runs
 from pillsnap.bench.load import closed_loop
 from pillsnap.bench.machine import describe, describe_line
 from pillsnap.bench.table import markdown_table
@@ -109,14 +112,22 @@ def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path 
     rows[f"{engine}: classifier, one crop"] = percentiles(time_runs(
         lambda: pipe.classifier.run(["logits"], {"images": x}), warmup, runs))
     for kind in pipe.pipelines:
-        rows[f"{engine} in-process: {kind} pipeline"] = percentiles(time_runs(
-            lambda k=kind: pipe.predict(photos[k], pipeline=k), warmup, runs))
-        if native_available():  # the same pipeline on today's fallback, for the ratio
-            with _photo_engine("pillow"):
-                rows[f"{engine} in-process: {kind} pipeline, Pillow photo path"] = \
-                    percentiles(time_runs(lambda k=kind: pipe.predict(photos[k], pipeline=k),
-                                          warmup, runs))
+        # on the Rust engine and, taking turns with it, on today's Pillow fallback
+        calls = {"": functools.partial(_predict, pipe, photos[kind], kind, None)}
+        if native_available():
+            calls[", Pillow photo path"] = functools.partial(_predict, pipe, photos[kind], kind,
+                                                             "pillow")
+        for suffix, samples in interleaved(calls, warmup, runs).items():
+            rows[f"{engine} in-process: {kind} pipeline{suffix}"] = percentiles(samples)
     return rows
+
+
+def _predict(pipe: OnnxPipeline, photo: bytes, pipeline: str, engine: str | None) -> None:
+    if engine is None:
+        pipe.predict(photo, pipeline=pipeline)
+        return
+    with _photo_engine(engine):
+        pipe.predict(photo, pipeline=pipeline)
 
 
 def model_share(pipe: OnnxPipeline, photos: dict[str, bytes], warmup: int,
