@@ -66,13 +66,22 @@ def _decoded(raw: dict[str, str]) -> ModelInfo:
     return ModelInfo(values)
 
 
-def open_session(path: Path, *, threads: int = 0,
-                 providers: list[Any] | None = None) -> tuple[ort.InferenceSession, ModelInfo]:
-    """An ONNX Runtime session (CPU unless ``providers`` says otherwise) and its metadata."""
+def open_session(path: Path, *, threads: int = 0, providers: list[Any] | None = None,
+                 spinning: bool = False) -> tuple[ort.InferenceSession, ModelInfo]:
+    """An ONNX Runtime session (CPU unless ``providers`` says otherwise) and its metadata.
+
+    ``spinning``: whether the session's CPU threads busy-wait after a run (ONNX Runtime's
+    default). Off here: the pipeline runs two sessions in turn, each with a thread pool of
+    its own, and one's spinning threads slow the other's run. Measured on 2 cores
+    (``benchmarks/ort_sessions.py``): taking turns, YOLO11m 382 -> 341 ms and
+    EfficientNetV2-S 130 -> 96 ms; alone, either way the same.
+    """
     if not path.is_file():
         raise ModelError(f"model not found: {path}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if spinning else "0")
     try:
         sess = ort.InferenceSession(str(path), options,
                                     providers=providers or ["CPUExecutionProvider"])

@@ -26,6 +26,9 @@ class TritonPythonModel:
         threads = config.get("parameters", {}).get("onnx_threads", {}).get("string_value", "0")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
+        # no busy-waiting after a run: the detector's and the classifier's servers share the
+        # cores, and one's spinning threads slow the other (as in pillsnap.infer.bundle)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = HERE / "model.onnx"
         try:
             self.session = ort.InferenceSession(str(path), options,
