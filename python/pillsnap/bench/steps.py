@@ -131,6 +131,29 @@ class Recorder:
         """``batches`` (sized) as the training loop will see them, timed window by window."""
         return _Wrapped(self, batches, epoch)
 
+    def timed(self, batches: Any, epoch: int) -> Iterator[Any]:
+        """``batches`` one by one, a window closed every ``window`` of them and at the end."""
+        if self._gc not in gc.callbacks:
+            gc.callbacks.append(self._gc)
+        self._sync()
+        start, first, data_s = self._snapshot(), 0, 0.0
+        it = iter(batches)
+        step = 0
+        while True:
+            asked = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            data_s += time.perf_counter() - asked
+            yield batch
+            step += 1
+            if step - first == self.window:
+                self._close_window(epoch, first, self.window, start, data_s)
+                start, first, data_s = self._snapshot(), step, 0.0
+        if step > first:
+            self._close_window(epoch, first, step - first, start, data_s)
+
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -239,24 +262,4 @@ class _Wrapped:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Any]:
-        r = self.recorder
-        if r._gc not in gc.callbacks:
-            gc.callbacks.append(r._gc)
-        r._sync()
-        start, first, data_s = r._snapshot(), 0, 0.0
-        it = iter(self.batches)
-        step = 0
-        while True:
-            asked = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            data_s += time.perf_counter() - asked
-            yield batch
-            step += 1
-            if step - first == r.window:
-                r._close_window(self.epoch, first, r.window, start, data_s)
-                start, first, data_s = r._snapshot(), step, 0.0
-        if step > first:
-            r._close_window(self.epoch, first, step - first, start, data_s)
+        return self.recorder.timed(self.batches, self.epoch)
