@@ -137,11 +137,16 @@ def launch(repository: Path, **extra: object) -> TritonLaunch:
 @pytest.fixture(scope="session")
 def many_export(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the export whose detector reports 6 boxes on every photo."""
-    from pillsnap.export.metadata import write_metadata
+    from dataclasses import replace
+
+    from pillsnap.export.metadata import write_recipe
+    from pillsnap.infer.bundle import read_recipe
 
     folder = tmp_path_factory.mktemp("many") / "export"
     shutil.copytree(exported, folder)
-    write_metadata(folder / "detector" / "model.onnx", {"conf_threshold": 0.0005})
+    recipe = read_recipe(folder)
+    assert recipe.detector is not None
+    write_recipe(folder, recipe.replace(detector=replace(recipe.detector, conf=0.0005)))
     return folder
 
 

@@ -6,7 +6,7 @@ A module may import its own sub-package and any package on a lower floor, never 
 own floor or above. ``contract`` sits below every package that uses it because the pack
 writer, the trainer, export and both serving backends must crop and answer the same way,
 and above the extension, which ``contract/photo.py`` runs where it is installed. The Triton
-python models get copies of ``contract/ops.py`` and ``contract/photo.py`` and import no
+python models get copies of the ``contract`` modules (``COPIED``) and import no
 ``pillsnap`` at all, with one exception: ``photo.py``'s guarded import of the extension
 (``GUARDED``), inside a ``try`` whose ``except ImportError`` keeps the Pillow path where
 PillSnap is not installed (the NGC container).
@@ -40,7 +40,9 @@ FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 TRITON_MODELS = PACKAGE / "export" / "triton" / "models"
 # The files copied into Triton's python models -> the pillsnap units each may import, only
 # inside a module-level ``try: ... except ImportError:`` (see test_guarded_imports_...).
-COPIED = {"contract/ops.py": frozenset(), "contract/photo.py": frozenset({"_native", "errors"})}
+COPIED = {"contract/ops.py": frozenset(), "contract/photo.py": frozenset({"_native", "errors"}),
+          "contract/recipe.py": frozenset(), "contract/gallery.py": frozenset(),
+          "contract/decide.py": frozenset()}
 
 
 def _unit(path: Path) -> str:

@@ -38,8 +38,8 @@ def test_the_traced_detector_and_timm_classifier_answer_through_the_pipeline(
     pipe = standin.open_pipeline(folder, "cpu", classifier="test_efficientnet", classes=12,
                                  image_size=64, calibrate=samples.photos["combo"])
     assert (pipe.device, pipe.pipelines, pipe.io_bound) == ("cpu", ("single", "combo"), "off")
-    info = pipe.bundle.detector_info
-    assert info is not None and info["image_size"] == 320 and info["conf_threshold"] > 0
+    det = pipe.recipe.detector
+    assert det is not None and det.size == 320 and det.conf > 0
     before = pipe.model_seconds
     combo = pipe.predict(samples.photos["combo"], pipeline="combo", top_k=3)
     assert len(combo["pills"]) == standin.MAX_BOXES  # the calibrated threshold: 4 crops

@@ -107,20 +107,6 @@ def test_top_k_is_the_temperature_calibrated_softmax() -> None:
         ops.softmax(logits, 0.0)
 
 
-def test_candidates_carry_the_drug_table_metadata() -> None:
-    drugs = {"K-000001": {"k_code": "K-000001", "edi_codes": ["643303740", "A01200351"],
-                          "edi_code": "643303740", "name_ko": "가나정", "name_en": "Gana Tab.",
-                          "company": "제약", "shape": "원형", "color1": "하양", "color2": "",
-                          "print_front": "AB", "print_back": None}}
-    cands = ops.candidates(np.array([[1, 0]]), np.array([[0.7, 0.2]]),
-                           ["K-000001", "K-000002"], drugs)[0]
-    assert cands[0]["k_code"] == "K-000002" and cands[0]["edi_code"] is None
-    first = cands[1]
-    assert first["edi_codes"] == ["643303740", "A01200351"] and first["edi_code"] == "643303740"
-    assert first["name"] == {"ko": "가나정", "en": "Gana Tab."} and first["colors"] == ["하양"]
-    assert first["imprints"] == {"front": "AB", "back": None} and first["confidence"] == 0.2
-
-
 def test_eval_crop_is_the_loader_s(native_module: object) -> None:
     for w, h, size in [(480, 629, 384), (40, 40, 32), (41, 57, 32), (629, 480, 384)]:
         assert ops.eval_crop(w, h, size) == pytest.approx(
@@ -218,39 +204,3 @@ def test_pill_crop_is_the_pack_writer_s() -> None:
     assert ops.pill_crop([0, 0, 900, 100], 976, 500, 0.15) == (200.0, 0.0, 500, 500)  # centred
     regions = ops.box_regions(np.array([[100, 50, 140, 70]]), 976, 1280, 0.15)
     assert regions[0] == pytest.approx((x0, y0, w, h))
-
-
-def test_known_scores_by_hand() -> None:
-    logits = np.array([[2.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
-    assert ops.known_score(logits, "max_logit").tolist() == [2.0, 0.5]
-    energy = ops.known_score(logits, "energy")
-    assert energy == pytest.approx([np.log(np.e**2 + 2), 0.5 + np.log(3)])
-    msp = ops.known_score(logits, "msp", temperature=2.0)
-    assert msp == pytest.approx([np.e / (np.e + 2), 1 / 3])
-    with pytest.raises(ValueError, match="open-set score"):
-        ops.known_score(logits, "entropy")
-
-
-def test_identify_flags_a_pill_unlike_every_known_class() -> None:
-    """Same top-1 either way: only the open-set score says the second crop is no known drug."""
-    logits = np.array([[9.0, 1.0, 0.0], [1.2, 1.0, 0.9]])
-    codes = ["K-000001", "K-000002", "K-000003"]
-    open_set = ops.OpenSet("max_logit", threshold=4.0)
-    known, unknown = ops.identify(logits, k=2, temperature=1.0, k_codes=codes, drugs={},
-                                  open_set=open_set)
-    assert known["top1"]["k_code"] == unknown["top1"]["k_code"] == "K-000001"
-    assert (known["unknown"], unknown["unknown"]) == (False, True)
-    assert (known["open_set_score"], unknown["open_set_score"]) == (9.0, 1.2)
-    assert len(unknown["candidates"]) == 2  # the nearest known drugs stay listed
-    old = ops.identify(logits, k=1, temperature=1.0, k_codes=codes, drugs={}, open_set=None)
-    assert [(p["unknown"], p["open_set_score"]) for p in old] == [(False, None)] * 2
-    assert ops.identify(np.zeros((0, 3)), k=1, temperature=1.0, k_codes=codes, drugs={},
-                        open_set=open_set) == []
-
-
-def test_open_set_metadata() -> None:
-    assert ops.OpenSet.from_metadata(None) is None
-    value = ops.OpenSet.from_metadata({"score": "energy", "threshold": "3.5", "tar": 0.95})
-    assert value == ops.OpenSet("energy", 3.5)
-    with pytest.raises(ValueError, match="open-set score"):
-        ops.OpenSet("entropy", 1.0)

@@ -16,6 +16,8 @@ from onnx import numpy_helper
 
 from pillsnap.config import PillsnapConfig
 from pillsnap.contract import ops
+from pillsnap.contract.gallery import Gallery
+from pillsnap.contract.recipe import METADATA_KEY, Recipe
 from pillsnap.errors import ParityError
 from pillsnap.export.__main__ import main
 from pillsnap.export.checkpoint import load_classifier_checkpoint
@@ -24,15 +26,14 @@ from pillsnap.export.metadata import read_metadata
 from pillsnap.export.report import write_report
 from pillsnap.infer.bundle import open_session
 
-CLS_KEYS = {"k_codes", "class_hash", "image_size", "mean", "std", "temperature", "arch",
-            "model_version", "crop_margin", "pack_short_side", "weights"}
+CLS_KEYS = {METADATA_KEY, "class_hash", "arch", "model_version", "weights", "epoch"}
 
 
 def test_export_folder_holds_everything_a_server_needs(exported: Path,
                                                        trained: dict[str, Path]) -> None:
     record = json.loads((exported / "export.json").read_text(encoding="utf-8"))
     assert record["pipelines"] == ["single", "combo"]
-    for name in ("classes.json", "drugs.json", "classifier/model.onnx",
+    for name in ("recipe.json", "gallery.npz", "drugs.json", "classifier/model.onnx",
                  "classifier/parity_report.json", "detector/model.onnx",
                  "detector/parity_report.json"):
         assert (exported / name).is_file(), name
@@ -41,20 +42,30 @@ def test_export_folder_holds_everything_a_server_needs(exported: Path,
     cls = onnx.load(str(exported / "classifier" / "model.onnx"))
     assert cls.opset_import[0].version == 17
     assert [i.name for i in cls.graph.input] == ["images"]
-    # the open-set score (Mahalanobis distance of the features, fitted after training)
-    # travels in the graph, beside the logits
-    assert [o.name for o in cls.graph.output] == ["logits", "known_score"]
+    # the pooled features leave the graph beside the logits: the servers score them against
+    # the gallery of class statistics, which enrollment extends without a new graph
+    assert [o.name for o in cls.graph.output] == ["logits", "features"]
     assert cls.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     meta = read_metadata(exported / "classifier" / "model.onnx")
-    assert meta.keys() >= CLS_KEYS
-    open_set = json.loads(meta["open_set"])
-    assert open_set["score"] == "mahalanobis" and open_set["tar"] == 0.95
-    assert open_set["threshold"] == open_set["thresholds"]["mahalanobis"]
-    state_codes = json.loads((exported / "classes.json").read_text())["k_codes"]
-    assert json.loads(meta["k_codes"]) == state_codes and meta["weights"] == "ema"
-    assert json.loads(meta["mean"]) == list(ops.IMAGENET_MEAN)
+    assert meta.keys() >= CLS_KEYS and meta["weights"] == "ema"
+    # the serving recipe: one text, in the model and beside it
+    text = (exported / "recipe.json").read_text(encoding="utf-8")
+    assert meta[METADATA_KEY] == text
+    recipe = Recipe.from_json(text)
+    ck = load_classifier_checkpoint(trained["ckpt"])
+    assert recipe.k_codes == ck.k_codes and recipe.crop.mean == ops.IMAGENET_MEAN
+    assert recipe.crop.size == 32 and recipe.crop.short_side == 40
+    assert recipe.crop.margin == 0.15 and recipe.crop.region == "pill"
+    assert recipe.temperature == ck.temperature
+    rule = recipe.open_set
+    assert rule is not None and rule.score == "mahalanobis" and rule.tar == 0.95
+    assert rule.threshold == rule.thresholds["mahalanobis"]
+    assert recipe.detector is not None and recipe.detector.size == 64
+    gallery = Gallery.load(exported / "gallery.npz")
+    assert gallery.k_codes == recipe.k_codes and not gallery.enrolled
+    assert gallery.dim == cls.graph.output[1].type.tensor_type.shape.dim[1].dim_value
     drugs = json.loads((exported / "drugs.json").read_text(encoding="utf-8"))
-    assert set(drugs) == set(state_codes)
+    assert set(drugs) == set(recipe.k_codes)
 
     det = onnx.load(str(exported / "detector" / "model.onnx"))
     assert [i.name for i in det.graph.input] == ["images"]
@@ -62,14 +73,14 @@ def test_export_folder_holds_everything_a_server_needs(exported: Path,
     dims = [d.dim_param for d in det.graph.input[0].type.tensor_type.shape.dim]
     assert dims[0] and dims[2] and dims[3]  # batch, height, width dynamic
     det_meta = read_metadata(exported / "detector" / "model.onnx")
-    assert {"image_size", "conf_threshold", "iou_threshold", "model_version"} <= det_meta.keys()
+    assert {"image_size", "model_version"} <= det_meta.keys()
     sess, _ = open_session(exported / "detector" / "model.onnx")
     out = sess.run(["output0"], {"images": np.zeros((2, 3, 96, 96), np.float32)})[0]
     assert out.shape[:2] == (2, 5)  # one class: cx, cy, w, h, score; another batch and size
 
     cls_report = json.loads((exported / "classifier" / "parity_report.json").read_text())
     assert cls_report["passed"] and cls_report["mse"] <= 1e-6
-    assert cls_report["checks"]["known_score"] and cls_report["known_score_rel_diff"] <= 1e-3
+    assert cls_report["checks"]["features"] and cls_report["features_rel_diff"] <= 1e-4
     assert cls_report["top1_agreement"] == 1.0 and cls_report["samples"] == 16
     det_report = json.loads((exported / "detector" / "parity_report.json").read_text())
     assert det_report["passed"] and det_report["map50_delta"] <= 0.01

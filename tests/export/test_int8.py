@@ -32,7 +32,7 @@ def test_quantize_int8_writes_a_quantized_model_and_its_report(
     ops_used = {node.op_type for node in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops_used  # really quantized (QDQ)
     assert [i.name for i in model.graph.input] == ["images"]
-    assert [o.name for o in model.graph.output] == ["logits", "known_score"]  # a drop-in
+    assert [o.name for o in model.graph.output] == ["logits", "features"]  # a drop-in
 
     report = json.loads((out / "classifier" / "int8_report.json").read_text())
     assert report["calibration_images"] == 16

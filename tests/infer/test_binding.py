@@ -30,15 +30,16 @@ def test_bound_calls_answer_exactly_as_plain_ones(many_export: Path,
     assert (plain.io_bound, bound.io_bound) == ("off", "on")
     for photo in pill_photos.values():
         data = photo.read_bytes()
-        ours = bound.predict(data, pipeline=pipeline, top_k=3, with_logits=True)
-        theirs = plain.predict(data, pipeline=pipeline, top_k=3, with_logits=True)
+        ours = bound.predict(data, pipeline=pipeline, top_k=3, with_outputs=True)
+        theirs = plain.predict(data, pipeline=pipeline, top_k=3, with_outputs=True)
         assert ours["pills"], photo  # many_export: boxes on every photo
         np.testing.assert_array_equal(ours["logits"], theirs["logits"])
+        np.testing.assert_array_equal(ours["features"], theirs["features"])
         for key in ("pills", "recommend_combo"):
             assert ours.get(key) == theirs.get(key)
     # a batch split over several classifier calls, bound: the same rows
-    crops = np.random.default_rng(0).integers(0, 255, (5, plain.image_size, plain.image_size,
-                                                       3), dtype=np.uint8)
+    size = plain.recipe.crop.size
+    crops = np.random.default_rng(0).integers(0, 255, (5, size, size, 3), dtype=np.uint8)
     bound.max_batch = 2
     np.testing.assert_array_equal(bound.classify(crops)[0], plain.classify(crops)[0])
 
@@ -54,7 +55,7 @@ def test_auto_on_the_cpu_binds_nothing_and_times_nothing(
 
 def test_the_trial_times_both_ways_on_the_real_session(exported: Path) -> None:
     pipe = OnnxPipeline.open(exported)
-    feeds = {"images": np.zeros((1, 3, pipe.image_size, pipe.image_size), np.float32)}
+    feeds = {"images": np.zeros((1, 3, pipe.recipe.crop.size, pipe.recipe.crop.size), np.float32)}
     plain, bound = pipe.classifier.trial(["logits"], feeds)
     assert plain > 0 and bound > 0
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pillsnap.contract import ops
+from pillsnap.contract.recipe import Recipe
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import CorruptImageError, ModelError, UnsupportedImageError
+from pillsnap.export.metadata import write_recipe
+from pillsnap.infer.bundle import read_recipe
 from pillsnap.infer.pipeline import OnnxPipeline
 
 
@@ -69,12 +73,12 @@ def test_single_and_combo_answers(exported: Path, trained: dict[str, Path]) -> N
     # at ultralytics' validation threshold it finds boxes: each is cropped and classified,
     # one crop per call (max_batch=1), and chunking does not change the answer
     pipe.max_batch = 1
-    pipe.bundle.detector_info.values["conf_threshold"] = 0.001
+    pipe.recipe = _conf(pipe, 0.001)
     many = pipe.predict(combo, pipeline="combo", top_k=2)
     assert len(many["pills"]) >= 2 and "detect" in many["timing_ms"]
     assert all(len(p["bbox"]) == 4 and 0 < p["det_confidence"] <= 1 for p in many["pills"])
     one_call = OnnxPipeline.open(exported, max_batch=64)
-    one_call.bundle.detector_info.values["conf_threshold"] = 0.001
+    one_call.recipe = _conf(one_call, 0.001)
     again = one_call.predict(combo, pipeline="combo", top_k=2)
     assert [p["top1"]["confidence"] for p in again["pills"]] == pytest.approx(
         [p["top1"]["confidence"] for p in many["pills"]], abs=1e-5)
@@ -85,9 +89,9 @@ def test_single_classifies_the_best_box_and_recommends_combo(exported: Path,
     """The classifier learnt pill crops: single mode crops the detector's best box as combo
     does, and 2+ detections only recommend combo."""
     pipe = OnnxPipeline.open(exported)
-    assert pipe.region == "pill" and pipe.single_detects
+    assert pipe.recipe.crop.region == "pill" and pipe.single_detects
     combo = sorted((trained["base"] / "aihub").rglob("*_조합/*/*.png"))[0].read_bytes()
-    pipe.bundle.detector_info.values["conf_threshold"] = 0.001
+    pipe.recipe = _conf(pipe, 0.001)
     many = pipe.predict(combo, pipeline="combo", top_k=2)
     single = pipe.predict(combo, pipeline="single", top_k=2)
     assert len(many["pills"]) >= 2 and many["recommend_combo"] is False
@@ -96,19 +100,25 @@ def test_single_classifies_the_best_box_and_recommends_combo(exported: Path,
     assert "detect" in single["timing_ms"]
 
     # no box found: the whole photo is classified, and the answer says so
-    pipe.bundle.detector_info.values["conf_threshold"] = 1.0
+    pipe.recipe = _conf(pipe, 1.0)
     fallback = pipe.predict(combo, pipeline="single")
     assert fallback["reason"] == ops.WHOLE_PHOTO and fallback["recommend_combo"] is False
     assert len(fallback["pills"]) == 1 and "bbox" not in fallback["pills"][0]
     assert pipe.predict(combo, pipeline="combo")["pills"] == []
 
     # a classifier trained on whole photos gets the whole photo, detector or not
-    pipe.bundle.detector_info.values["conf_threshold"] = 0.001
-    pipe.bundle.classifier_info.values["pack_region"] = "image"
+    pipe.recipe = _conf(pipe, 0.001)
+    pipe.bundle.recipe = pipe.recipe.replace(crop=replace(pipe.recipe.crop, region="image"))
     whole = OnnxPipeline(pipe.bundle).predict(combo, pipeline="single")
     assert whole["reason"] is None and whole["recommend_combo"] is False
     assert "bbox" not in whole["pills"][0] and "detect" not in whole["timing_ms"]
     assert whole["pills"][0]["candidates"] == fallback["pills"][0]["candidates"]
+
+
+def _conf(pipe: OnnxPipeline, conf: float) -> Recipe:
+    """The pipeline's recipe with the detector's threshold at ``conf``."""
+    assert pipe.recipe.detector is not None
+    return pipe.recipe.replace(detector=replace(pipe.recipe.detector, conf=conf))
 
 
 def _single_only(exported: Path, folder: Path) -> Path:
@@ -116,6 +126,7 @@ def _single_only(exported: Path, folder: Path) -> Path:
     record = json.loads((folder / "export.json").read_text(encoding="utf-8"))
     record["detector"] = None
     (folder / "export.json").write_text(json.dumps(record), encoding="utf-8")
+    write_recipe(folder, read_recipe(folder).replace(detector=None))
     return folder
 
 

@@ -3,7 +3,6 @@ candidates (and, in combo mode, the boxes) rendered. Needs Debian's ``chromium``
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -60,13 +59,16 @@ def test_an_unknown_drug_is_shown_as_unknown_not_named(
         tmp_path: Path) -> None:
     """An export whose open-set threshold no crop reaches: every pill is a drug the model
     does not know, and the page must say so instead of printing a drug's name."""
-    from pillsnap.export.metadata import read_metadata, write_metadata
+    from dataclasses import replace
+
+    from pillsnap.export.metadata import write_recipe
+    from pillsnap.infer.bundle import read_recipe
 
     export = tmp_path / "export"
     shutil.copytree(exported, export)
-    model = export / "classifier" / "model.onnx"
-    open_set = json.loads(read_metadata(model)["open_set"])
-    write_metadata(model, {"open_set": {**open_set, "threshold": 1e30}})
+    recipe = read_recipe(export)
+    assert recipe.open_set is not None
+    write_recipe(export, recipe.replace(open_set=replace(recipe.open_set, threshold=1e30)))
     with api_launcher(tmp_path, "--model-path", str(export)) as server, \
             Browser(tmp_path / "profile") as page:
         page.open(server.url + "/")

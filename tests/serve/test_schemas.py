@@ -14,7 +14,8 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from pillsnap.contract import ops
+from pillsnap.contract import decide, ops
+from pillsnap.contract.recipe import Crop, OpenSet, Recipe
 from pillsnap.serve import schemas
 
 # What the proxy adds on top of a backend's answer (routers/predict.py, ``_shaped``).
@@ -30,6 +31,7 @@ def _keys(typed: type) -> set[str]:
     (ops.Names, schemas.Names, set()),
     (ops.Imprints, schemas.Imprints, set()),
     (ops.Candidate, schemas.Candidate, set()),
+    (ops.NearTwin, schemas.NearTwin, set()),
     (ops.Pill, schemas.Pill, PROXY_PILL),
     (ops.ImageSize, schemas.ImageSize, set()),
     (ops.Prediction, schemas.Prediction, PROXY_PREDICTION),
@@ -44,9 +46,12 @@ def test_an_answer_validates_against_the_schema() -> None:
 
     drugs = {"K-000001": {"edi_code": "640001", "edi_codes": ["640001"], "name_ko": "약",
                           "color1": "하양"}}
-    found = ops.identify(np.array([[3.0, 1.0]]), k=2, temperature=1.0,
-                         k_codes=["K-000001", "K-000002"], drugs=drugs,
-                         open_set=ops.OpenSet("max_logit", threshold=5.0))
+    recipe = Recipe(arch="a", k_codes=("K-000001", "K-000002"), class_hash="x",
+                    crop=Crop(size=32, short_side=None, region="pill", margin=0.1,
+                              mean=(0.5,) * 3, std=(0.2,) * 3),
+                    open_set=OpenSet("max_logit", threshold=5.0, tar=0.95))
+    found = decide.identify(np.array([[3.0, 1.0]]), None, recipe=recipe, gallery=None,
+                            drugs=drugs, k=2)
     boxes, scores = np.array([[10, 10, 50, 50]], np.float32), np.array([0.9], np.float32)
     selection = ops.select_pills("combo", boxes, scores, 100, 80, margin=0.1)
     answer = ops.prediction(ops.answer(found, selection, 100, 80), pipeline="combo",

@@ -18,6 +18,8 @@ from pillsnap.train.checkpoint import load_checkpoint
 from pillsnap.train.classifier import train_classifier
 from pillsnap.train.metrics import summarise
 from pillsnap.train.model import create_classifier
+from pillsnap.train.openset import gallery_from_state
+from pillsnap.train.recipe import recipe_of
 
 
 def _refuse_compile(*args: object, **kwargs: object) -> None:
@@ -50,7 +52,7 @@ def test_one_epoch_logs_cpu_fallbacks_and_writes_reloadable_checkpoints(
         state = load_checkpoint(run / name)
         assert state["epoch"] == 0 and state["step"] == 4  # 32 train crops / batch 8
         assert state["classes"]["k_codes"] and len(state["classes"]["hash"]) == 16
-        assert state["temperature"] > 0 and state["ema"] is not None
+        assert state["recipe"]["temperature"] > 0 and state["ema"] is not None
         saved = yaml.safe_load(state["config"])
         assert saved["serve"]["api_keys"] == ["<redacted>"]
         assert {"optimizer", "scheduler", "scaler"} <= state.keys()
@@ -107,13 +109,18 @@ def test_a_time_cap_cuts_the_epochs_and_the_schedule_follows(
     assert log.count("decision: train.epochs=1 (3 planned epochs take about") == 1
     state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 0 and state["scheduler"]["epochs"] == 1.0
-    # every evaluation fits the logit scores' thresholds; after the last epoch best.pt also
-    # gets the Gaussian feature statistics and the served Mahalanobis score's threshold
-    assert set(state["open_set"]["thresholds"]) == {"msp", "max_logit", "energy"}
-    best = load_checkpoint(run / "best.pt")["open_set"]
-    assert best["score"] == "mahalanobis" and best["tar"] == 0.95
-    assert set(best["thresholds"]) == {"msp", "max_logit", "energy", "mahalanobis"}
-    classes = len(state["classes"]["k_codes"])
-    means, precision = best["gaussian"]["means"], best["gaussian"]["precision"]
-    assert means.shape[0] == classes and precision.shape == (means.shape[1], means.shape[1])
-    assert best["gaussian"]["fit_samples"] == 32  # every training crop of the tiny pack
+    # every evaluation fits the logit scores' thresholds (max_logit serves until then);
+    # after the last epoch best.pt also gets the gallery of feature statistics and the
+    # served Mahalanobis score's threshold
+    recipe = recipe_of(state)
+    assert recipe.open_set is not None and recipe.open_set.score == "max_logit"
+    assert set(recipe.open_set.thresholds) == {"msp", "max_logit", "energy"}
+    assert state.get("gallery") is None
+    best_state = load_checkpoint(run / "best.pt")
+    best = recipe_of(best_state).open_set
+    assert best is not None and best.score == "mahalanobis" and best.tar == 0.95
+    assert set(best.thresholds) == {"msp", "max_logit", "energy", "mahalanobis"}
+    assert best.distance_temperature > 0
+    gallery = gallery_from_state(best_state, recipe.k_codes)
+    assert gallery.k_codes == recipe.k_codes and gallery.dim == gallery.means.shape[1]
+    assert int(gallery.counts.sum()) == 32  # every training crop of the tiny pack

@@ -26,7 +26,8 @@ from PIL import Image
 from pillsnap.contract import photo as photos
 
 pytestmark = pytest.mark.skipif(not photos.native_available(), reason="extension not built")
-COPIES = ("pillsnap_ops", "pillsnap_photo")
+COPIES = ("pillsnap_ops", "pillsnap_photo", "pillsnap_recipe", "pillsnap_gallery",
+          "pillsnap_decide")
 
 
 class Tensor:
@@ -116,7 +117,7 @@ def test_a_damage_only_the_crops_decode_finds_is_a_corrupt_upload(
     request = {"IMAGE": _image(data), "PHOTO": Tensor("PHOTO", np.zeros((0, 0, 3), np.uint8)),
                "DETECTIONS": Tensor("DETECTIONS", anchors),
                "PLACEMENT": Tensor("PLACEMENT", np.array([0.2, 0, 0, 240, 320, 64.0]))}
-    assert settings["detector"] is not None
+    assert settings["detect"]
     [response] = models["crop_classify_single"].execute([request])
     assert response.error is not None and response.error.code == TritonError.INVALID_ARG
     assert response.error.text.startswith("corrupt: "), response.error.text

@@ -36,22 +36,23 @@ def regions(pipe: OnnxPipeline, data: bytes, pipeline: str,
     photo = PillowPhoto.decode(data)
     if pills:
         chosen_pills = pills[:1] if pipeline == "single" else pills
-        return [ops.pill_crop(p, photo.width, photo.height, pipe.margin) for p in chosen_pills]
+        margin = pipe.recipe.crop.margin
+        return [ops.pill_crop(p, photo.width, photo.height, margin) for p in chosen_pills]
     boxes, scores = pipe.detect(photo) if pipe.detector is not None else (None, None)
     chosen = ops.select_pills(pipeline, boxes, scores, photo.width, photo.height,
-                              margin=pipe.margin).regions if boxes is not None else None
+                              margin=pipe.recipe.crop.margin).regions if boxes is not None else None
     if not chosen:
         side = min(photo.width, photo.height) / 5
         centre = ((photo.width - side) / 2, (photo.height - side) / 2, side, side)
-        chosen = [ops.pill_crop(centre, photo.width, photo.height, pipe.margin)]
+        chosen = [ops.pill_crop(centre, photo.width, photo.height, pipe.recipe.crop.margin)]
     return chosen
 
 
 def _work(pipe: OnnxPipeline, data: bytes, crops: list[ops.Region], engine: str) -> None:
     photo = open_photo(data, max_pixels=pipe.max_pixels, engine=engine)
-    if pipe.bundle.detector_info is not None:
-        photo.letterbox(int(pipe.bundle.detector_info["image_size"]))
-    photo.crops(crops, size=pipe.image_size, short_side=pipe.short_side)
+    if pipe.recipe.detector is not None:
+        photo.letterbox(pipe.recipe.detector.size)
+    photo.crops(crops, size=pipe.recipe.crop.size, short_side=pipe.recipe.crop.short_side)
 
 
 def figures(pipe: OnnxPipeline, photos: dict[str, bytes], pills: dict[str, list[list[float]]],

@@ -45,6 +45,7 @@ from pillsnap.bench.table import markdown_table
 from pillsnap.config import PillsnapConfig
 from pillsnap.contract import ops
 from pillsnap.contract.photo import ENGINE_ENV, native_available
+from pillsnap.infer.bundle import export_record
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.infer.triton_contract import INPUT_IMAGE, INPUT_TOP_K
 
@@ -103,9 +104,10 @@ def sample_photos(single: Path | None, combo: Path | None,
 def in_process_latency(pipe: OnnxPipeline, photos: dict[str, bytes], ckpt: Path | None,
                        warmup: int, runs: int, *,
                        engine: str = "ONNX Runtime") -> dict[str, dict[str, float]]:
-    crop = ops.classifier_crops(pipe.decode(photos["single"]), None, size=pipe.image_size,
-                                short_side=pipe.short_side)
-    x = ops.normalise(crop, pipe.mean, pipe.std)
+    crop = ops.classifier_crops(pipe.decode(photos["single"]), None,
+                                size=pipe.recipe.crop.size,
+                                short_side=pipe.recipe.crop.short_side)
+    x = ops.normalise(crop, pipe.recipe.crop.mean, pipe.recipe.crop.std)
     rows: dict[str, dict[str, float]] = {}
     if ckpt is not None:
         rows["PyTorch eager: classifier, one crop"] = _torch_latency(ckpt, x, warmup, runs)
@@ -243,8 +245,7 @@ def run(export: Path | None, cfg: PillsnapConfig, *, repository: Path | None,
     elif export is not None:
         engine = "ONNX Runtime"
         if ckpt is None:
-            record = json.loads((export / "export.json").read_text(encoding="utf-8"))
-            named = Path(record["classifier"].get("checkpoint", ""))
+            named = Path(export_record(export)["classifier"].get("checkpoint", ""))
             ckpt = named if named.is_file() else None
         pipe = OnnxPipeline.open(export, max_pixels=cfg.serve.max_pixels, device=device,
                                  io_binding=io_binding, warm=True)  # io_binding=auto: settled
@@ -266,9 +267,9 @@ def run(export: Path | None, cfg: PillsnapConfig, *, repository: Path | None,
               "warmup_runs": m.warmup_runs, "runs": m.runs, "latency_ms": latency,
               "throughput": throughput, "model_share": split, "image_work_ms": image_work}
     print_report(result, cfg.targets.p95_latency_ms)
-    info = pipe.bundle.detector_info
+    det = pipe.recipe.detector
     print()
-    bench_photo.print_table(image_work, int(info["image_size"]) if info is not None else None)
+    bench_photo.print_table(image_work, det.size if det is not None else None)
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from pillsnap.contract.photo import open_photo
-from pillsnap.infer.bundle import Bundle, ModelInfo
+from pillsnap.contract.recipe import Crop, Detector, Recipe
+from pillsnap.data.classes import ClassIndex
+from pillsnap.infer.bundle import Bundle
 from pillsnap.infer.pipeline import OnnxPipeline
 
 logger = logging.getLogger(__name__)
@@ -129,21 +131,21 @@ def open_pipeline(folder: Path, device: str, *, classifier: str = "tf_efficientn
                          f"standin --out {folder}")
     detector = torch.jit.load(str(det_path), map_location="cpu").float()
     det_size = int(json.loads((folder / INFO_FILE).read_text("utf-8"))["image_size"])
-    k_codes = tuple(f"K-{i:06d}" for i in range(1, classes + 1))
-    cls_info = ModelInfo({"image_size": image_size, "pack_short_side": 480,
-                          "crop_margin": 0.15, "temperature": 1.0, "mean": list(MEAN),
-                          "std": list(STD), "pack_region": "pill",
-                          "model_version": f"{LABEL}:{classifier}"})
-    det_info = ModelInfo({"image_size": det_size, "conf_threshold": 0.0,
-                          "iou_threshold": 0.7, "max_detections": MAX_BOXES,
-                          "model_version": f"{LABEL}:detector"})
-    # no ONNX sessions: the runners below stand in for them
-    bundle = Bundle(folder, None, cls_info, None, det_info, k_codes, {})  # type: ignore[arg-type]
+    classes_index = ClassIndex(tuple(f"K-{i:06d}" for i in range(1, classes + 1)))
+    recipe = Recipe(arch=classifier, k_codes=classes_index.k_codes,
+                    class_hash=classes_index.hash,
+                    crop=Crop(size=image_size, short_side=480, region="pill", margin=0.15,
+                              mean=MEAN, std=STD),
+                    detector=Detector(size=det_size, conf=0.0, iou=0.7, max_det=MAX_BOXES))
+    # no ONNX sessions, no open-set rule: the runners below stand in for the sessions
+    bundle = Bundle(folder, None, None, recipe, None, {},  # type: ignore[arg-type]
+                    f"{LABEL}:{classifier}+{LABEL}:detector")
     model = timm.create_model(classifier, pretrained=False, num_classes=classes)
     pipe = OnnxPipeline(bundle, runners=(TorchRunner(model, where, ["logits"]),
                                          TorchRunner(detector, where, ["output0"])))
     if calibrate is not None:
-        det_info.values["conf_threshold"] = threshold(pipe, calibrate)
+        pipe.recipe = recipe.replace(detector=Detector(
+            size=det_size, conf=threshold(pipe, calibrate), iou=0.7, max_det=MAX_BOXES))
     pipe.warm_up()
     return pipe
 
@@ -151,8 +153,8 @@ def open_pipeline(folder: Path, device: str, *, classifier: str = "tf_efficientn
 def threshold(pipe: OnnxPipeline, photo: bytes) -> float:
     """A score just under the ``CANDIDATES``-th best of ``photo``'s boxes: at least that
     many pass it (an untrained head scores whole grids alike, so ties may add more)."""
-    assert pipe.detector is not None and pipe.bundle.detector_info is not None
-    tensor, _ = open_photo(photo).letterbox(int(pipe.bundle.detector_info["image_size"]))
+    assert pipe.detector is not None and pipe.recipe.detector is not None
+    tensor, _ = open_photo(photo).letterbox(pipe.recipe.detector.size)
     scores = pipe.detector.run(["output0"], {"images": tensor[None]})[0][0][4]
     cut = float(np.nextafter(np.sort(scores)[-CANDIDATES], np.float32(-np.inf)))
     logger.info("stand-in detector threshold %.6g: %d boxes of the combination photo over it",

@@ -82,7 +82,7 @@ class DataloaderConfig(Section):
 
 
 class OpenSetConfig(Section):
-    """How a pill unlike every known drug is told apart (``pillsnap.contract.ops.known_score``)."""
+    """How a pill unlike every known drug is told apart (``pillsnap.contract.decide``)."""
 
     score: Literal["msp", "max_logit", "energy", "mahalanobis"] = "mahalanobis"
     tar: float = Field(0.95, gt=0.0, lt=1.0)  # share of known validation pills accepted

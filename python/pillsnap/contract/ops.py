@@ -6,10 +6,9 @@
     boxes, scores = ops.decode_yolo(output0[0], conf=0.25, iou=0.45, max_det=32)
     crops = ops.classifier_crops(image, ops.box_regions(ops.boxes_to_image(boxes, box),
                                                          margin=0.15), size=384, short_side=480)
-    logits = classifier(ops.normalise(crops))
+    logits, features = classifier(ops.normalise(crops))
     indices, probs = ops.top_k(logits, k=5, temperature=1.3)
-    pills = ops.identify(logits, k=5, temperature=1.3, k_codes=k_codes, drugs=drugs,
-                         open_set=ops.OpenSet("max_logit", threshold=6.2))
+    answer = ops.answer(decide.identify(logits, features, ...), selection, width, height)
 
 The embedded backend (``pillsnap.infer.pipeline``) imports this module; ``python -m
 pillsnap.export --triton`` copies this very file into the Triton python models, because the
@@ -27,12 +26,10 @@ What training saw, and therefore what the classifier gets here:
 The detector gets the photo resized (bilinear, antialiased, as the YOLO view was written)
 so its long side is the input size, padded to a square with grey 114 (``letterbox``).
 
-What the answer says about a pill the model never learnt: a calibrated softmax still sums to
-one over the known classes, so a drug outside the class index gets a confident top-1. The
-open-set score (``known_score``: how much a crop looks like any known class; served by
-default: the Mahalanobis distance of its features, from the classifier graph's second output)
-is compared with a threshold fitted at training time so that ``tar`` (95%) of known
-validation pills pass; below it the pill is marked ``unknown`` (``OpenSet``, ``identify``).
+Which drug a pill is, and whether it is one the model knows at all, is decided from the
+classifier's logits and pooled features (its second output) by ``pillsnap.contract.decide``,
+with the numbers of the serving recipe (``pillsnap.contract.recipe``); this module builds
+the answer's shape around what it decides.
 """
 
 from __future__ import annotations
@@ -375,63 +372,7 @@ def top_k(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndar
     return order, np.take_along_axis(probs, order, axis=-1)
 
 
-OPEN_SET_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
-LOGIT_SCORES = OPEN_SET_SCORES[:3]  # computed here from the logits; the rest in the graph
-KNOWN_OUTPUT = "known_score"  # the classifier graph's second output, when it has one
-
-
-def known_score(logits: np.ndarray, kind: str, temperature: float = 1.0,
-                graph: np.ndarray | None = None) -> np.ndarray:
-    """Per row, how much a crop looks like some known class (higher: more), by ``kind``.
-
-    ``msp``: the calibrated top-1 probability; ``max_logit``: the largest logit;
-    ``energy``: ``logsumexp(logits)`` (the negative free energy), which keeps the evidence
-    for every class rather than only the best one's share; ``mahalanobis``: minus the
-    distance of the crop's features to the nearest class, which the classifier graph
-    computes (``graph``, its ``known_score`` output; ``pillsnap.train.openset``).
-    """
-    if kind == "mahalanobis":
-        if graph is None:
-            raise ValueError("the mahalanobis score is the classifier's known_score output, "
-                             "and this model has none")
-        return np.asarray(graph, dtype=np.float64).reshape(-1)
-    z = np.atleast_2d(np.asarray(logits, dtype=np.float64))
-    if kind == "msp":
-        return softmax(z, temperature).max(axis=-1).astype(np.float64)
-    if kind == "max_logit":
-        return z.max(axis=-1)
-    if kind == "energy":
-        top = z.max(axis=-1)
-        return top + np.log(np.exp(z - top[:, None]).sum(axis=-1))
-    raise ValueError(f"unknown open-set score {kind!r}; choose one of {OPEN_SET_SCORES}")
-
-
-def known_scores(logits: np.ndarray, temperature: float = 1.0,
-                 graph: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every open-set score the inputs allow, per row: the logit scores, and ``mahalanobis``
-    when the classifier graph's ``known_score`` output (``graph``) is given."""
-    kinds = OPEN_SET_SCORES if graph is not None else LOGIT_SCORES
-    return {kind: known_score(logits, kind, temperature, graph) for kind in kinds}
-
-
-@dataclass(frozen=True)
-class OpenSet:
-    """A pill is ``unknown`` when its ``known_score`` of ``score`` is under ``threshold``."""
-
-    score: str
-    threshold: float
-
-    def __post_init__(self) -> None:
-        if self.score not in OPEN_SET_SCORES:
-            raise ValueError(f"unknown open-set score {self.score!r}; choose one of "
-                             f"{OPEN_SET_SCORES}")
-
-    @classmethod
-    def from_metadata(cls, value: Mapping[str, Any] | None) -> OpenSet | None:
-        """The model metadata's ``open_set`` entry (``None``: the model has none)."""
-        if not value:
-            return None
-        return cls(str(value["score"]), float(value["threshold"]))
+FEATURES_OUTPUT = "features"  # the classifier graph's second output: its pooled features
 
 
 # ---------------------------------------------------------------------------- the answer's shape
@@ -476,12 +417,23 @@ class _Detected(TypedDict, total=False):
     det_confidence: float
 
 
+class NearTwin(TypedDict):
+    """A runner-up that looks like the top-1 in the drug table, and what tells them apart."""
+
+    k_code: str
+    name: Names
+    confidence: float
+    differs_by: list[str]  # e.g. "imprint (front): 'AB 10' vs 'AB 20'"
+
+
 class Pill(_Detected):
     """One classified region; ``unknown``: unlike every known drug (then ``candidates`` are
-    the nearest known ones); ``open_set_score``: ``None`` without an open-set threshold."""
+    the nearest known ones); ``open_set_score``: ``None`` without an open-set threshold;
+    ``near_twins``: look-alikes among the candidates (``pillsnap.contract.decide``)."""
 
     top1: Candidate
     candidates: list[Candidate]
+    near_twins: list[NearTwin]
     unknown: bool
     open_set_score: float | None
 
@@ -532,37 +484,6 @@ def drug_info(k_code: str, drugs: Mapping[str, Mapping[str, Any]]) -> DrugInfo:
         "imprints": {"front": entry.get("print_front"), "back": entry.get("print_back")},
         "form": entry.get("form"),
     }
-
-
-def candidates(indices: np.ndarray, probs: np.ndarray, k_codes: Sequence[str],
-               drugs: Mapping[str, Mapping[str, Any]]) -> list[list[Candidate]]:
-    """Per image, its top-k candidates: drug metadata plus ``confidence``."""
-    out = []
-    for row_i, row_p in zip(np.atleast_2d(indices), np.atleast_2d(probs), strict=True):
-        out.append([Candidate(**drug_info(k_codes[int(i)], drugs), confidence=round(float(p), 6))
-                    for i, p in zip(row_i, row_p, strict=True)])
-    return out
-
-
-def identify(logits: np.ndarray, *, k: int, temperature: float, k_codes: Sequence[str],
-             drugs: Mapping[str, Mapping[str, Any]], open_set: OpenSet | None,
-             graph: np.ndarray | None = None) -> list[Pill]:
-    """Per classified region: ``top1``, ``candidates`` and the open-set verdict (``unknown``,
-    ``open_set_score``; ``False``/``None`` for a model exported without an open-set
-    threshold). ``graph``: the classifier's ``known_score`` output, when it has one. An
-    unknown pill keeps its candidates: they are the nearest known drugs."""
-    logits = np.asarray(logits)
-    if not len(logits):
-        return []
-    found = candidates(*top_k(logits, k, temperature), k_codes, drugs)
-    scores = (known_score(logits, open_set.score, temperature, graph)
-              if open_set is not None else [None] * len(found))
-    pills: list[Pill] = []
-    for cands, score in zip(found, scores, strict=True):
-        unknown = open_set is not None and bool(score < open_set.threshold)
-        pills.append(Pill(top1=cands[0], candidates=cands, unknown=unknown,
-                          open_set_score=None if score is None else round(float(score), 4)))
-    return pills
 
 
 # ---------------------------------------------------------------------------- the answer

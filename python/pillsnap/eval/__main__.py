@@ -114,26 +114,25 @@ def evaluate(cfg: PillsnapConfig, *, export: Path | None = None, triton_url: str
 
 def _served_classes(cfg: PillsnapConfig,
                     export: Path | None) -> tuple[tuple[str, ...], dict[str, Any] | None]:
-    """The served class index and open-set setting: the export's, else the Triton
-    repository's copy (``postprocess/<version>/``)."""
-    import json
+    """The served class index and open-set rule: the export's recipe, else the Triton
+    repository's copy (``postprocess/<version>/recipe.json``)."""
+    from dataclasses import asdict
 
-    from pillsnap.data.classes import ClassIndex
+    from pillsnap.contract.recipe import RECIPE_FILE, Recipe, RecipeError
+    from pillsnap.infer.bundle import read_recipe
 
     if export is not None:
-        from pillsnap.infer.bundle import EXPORT_FILE
-
-        record = json.loads((export / EXPORT_FILE).read_text(encoding="utf-8"))
-        open_set = record["classifier"].get("open_set")
-        return ClassIndex.load(export / record["classes"]).k_codes, open_set
-    folder = Path(cfg.triton.repository) / "postprocess" / cfg.triton.model_version
-    try:
-        k_codes = json.loads((folder / "classes.json").read_text(encoding="utf-8"))["k_codes"]
-        settings = json.loads((folder / "pillsnap.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot read the served class index from {folder} "
-                         f"(triton.repository): {exc}; pass --export") from None
-    return tuple(k_codes), settings.get("open_set")
+        recipe = read_recipe(export)
+    else:
+        path = Path(cfg.triton.repository) / "postprocess" / cfg.triton.model_version / \
+            RECIPE_FILE
+        try:
+            recipe = Recipe.from_json(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, RecipeError) as exc:
+            raise ModelError(f"cannot read the served recipe {path} (triton.repository): "
+                             f"{exc}; pass --export") from None
+    rule = recipe.open_set
+    return recipe.k_codes, None if rule is None else asdict(rule)
 
 
 if __name__ == "__main__":

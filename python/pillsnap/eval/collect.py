@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from pillsnap.contract import ops
+from pillsnap.contract import decide
 from pillsnap.errors import PillsnapError
 from pillsnap.eval.samples import Sample
 
@@ -68,9 +68,10 @@ class EmbeddedRunner:
 
     def predict(self, data: bytes, pipeline: str,
                 top_k: int) -> tuple[dict[str, Any], list[dict[str, float]] | None]:
-        answer = self.pipe.predict(data, pipeline=pipeline, top_k=top_k, with_logits=True)
-        logits, graph = answer.pop("logits"), answer.pop("known_score")
-        by_kind = ops.known_scores(logits, self.pipe.temperature, graph)
+        answer = self.pipe.predict(data, pipeline=pipeline, top_k=top_k, with_outputs=True)
+        logits, features = answer.pop("logits"), answer.pop("features")
+        by_kind = decide.scores(logits, features, recipe=self.pipe.recipe,
+                                gallery=self.pipe.gallery)
         scores = [{kind: float(values[i]) for kind, values in by_kind.items()}
                   for i in range(len(logits))]
         return answer, scores

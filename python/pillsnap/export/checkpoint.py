@@ -3,9 +3,10 @@
     ck = load_classifier_checkpoint(Path("runs/exp01/best.pt"))
     ck.model(images)   # eval mode, EMA weights when the run kept them
 
-The checkpoint holds the state dicts, ``arch``, ``image_size``, the class index (K-codes +
-hash), the fitted ``temperature``, the open-set statistics and thresholds, and the resolved
-config as YAML (written by ``pillsnap.train.run_state.checkpoint_state``).
+The checkpoint holds the state dicts, the serving ``recipe`` (crop geometry, normalisation,
+class index, temperature, open-set rule: ``pillsnap.contract.recipe``), the ``gallery`` of
+class statistics the open-set score needs (after the last epoch), and the resolved config as
+YAML (written by ``pillsnap.train.run_state.checkpoint_state``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from typing import Any
 import torch
 import yaml
 
+from pillsnap.contract.gallery import Gallery, GalleryError
+from pillsnap.contract.recipe import Recipe, RecipeError
 from pillsnap.data.classes import ClassIndex
 from pillsnap.errors import ModelError
 from pillsnap.logs import log_decision
 from pillsnap.train.checkpoint import CheckpointError, load_checkpoint
 from pillsnap.train.model import classifier_from_checkpoint
+from pillsnap.train.openset import gallery_from_state
+from pillsnap.train.recipe import recipe_of
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +39,30 @@ class ClassifierCheckpoint:
     path: Path
     model: torch.nn.Module
     weights: str  # "ema" or "model"
-    arch: str
-    image_size: int
-    k_codes: tuple[str, ...]
-    class_hash: str
-    temperature: float
-    open_set: dict[str, Any] | None  # score, tar, thresholds; None: trained before it existed
+    recipe: Recipe  # what serving must repeat (pillsnap.contract.recipe)
+    gallery: Gallery | None  # the class statistics; None: a last.pt, or fit_samples=0
     epoch: int
     config: dict[str, Any]  # the resolved training config (plain YAML data)
+
+    @property
+    def arch(self) -> str:
+        return self.recipe.arch
+
+    @property
+    def image_size(self) -> int:
+        return self.recipe.crop.size
+
+    @property
+    def k_codes(self) -> tuple[str, ...]:
+        return self.recipe.k_codes
+
+    @property
+    def class_hash(self) -> str:
+        return self.recipe.class_hash
+
+    @property
+    def temperature(self) -> float:
+        return self.recipe.temperature
 
     def setting(self, dotted: str, default: Any) -> Any:
         """A training setting, e.g. ``pack.pill_margin`` (``default`` when absent)."""
@@ -82,9 +103,16 @@ def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:
     log_decision(logger, "export weights", weights,
                  "EMA weights (what evaluation used)" if weights == "ema"
                  else "the checkpoint has no EMA weights")
+    try:
+        recipe = recipe_of(state)
+        gallery = (gallery_from_state(state, k_codes) if state.get("gallery") is not None
+                   or (state.get("open_set") or {}).get("gaussian") else None)
+    except (RecipeError, GalleryError, KeyError) as exc:
+        raise ModelError(f"{path}: its serving recipe is damaged ({exc}); export another "
+                         "checkpoint or train again") from None
+    if recipe.k_codes != k_codes or recipe.crop.size != size or recipe.arch != arch:
+        raise ModelError(f"{path}: the recipe's classes, input size or architecture differ "
+                         "from the checkpoint's; the checkpoint was edited or damaged")
     return ClassifierCheckpoint(
-        path=path, model=model.eval(), weights=weights, arch=arch, image_size=size,
-        k_codes=k_codes, class_hash=str(state["classes"]["hash"]),
-        temperature=float(state.get("temperature") or 1.0),
-        open_set=state.get("open_set"), epoch=int(state.get("epoch", -1)),
-        config=yaml.safe_load(state["config"]) or {})
+        path=path, model=model.eval(), weights=weights, recipe=recipe, gallery=gallery,
+        epoch=int(state.get("epoch", -1)), config=yaml.safe_load(state["config"]) or {})

@@ -6,7 +6,9 @@
 The crops come from the PackLoader's eval path (resize + centre crop, as evaluation saw
 them), normalised by ``pillsnap.contract.ops.normalise``; both runtimes get the same tensor.
 Passes when the logit MSE is at most ``max_mse`` and every top-1 agrees; a batch of one
-must give the same logits as that image inside a batch (the dynamic batch axis works).
+must give the same logits as that image inside a batch (the dynamic batch axis works); the
+features output (what the open-set score and enrolled drugs are judged by) must agree to
+``FEATURES_RTOL`` of its scale.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.errors import DataError
 from pillsnap.export.checkpoint import ClassifierCheckpoint
-from pillsnap.export.classifier import graph_of
+from pillsnap.export.classifier import OUTPUTS
 from pillsnap.train.inputs import check_pack
+from pillsnap.train.openset import FeatureClassifier
 
 BATCH = 16
-KNOWN_RTOL = 1e-3  # the Mahalanobis score sums d^2 products: float32 rounding grows with d
+FEATURES_RTOL = 1e-4
 
 
 def val_crops(pack: Path, image_size: int, samples: int,
@@ -60,11 +63,12 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
                         "split (python -m pillsnap.data pack) or pass --val-pack")
     check_pack(pack, ClassIndex(ck.k_codes))
     crops, labels = val_crops(pack, ck.image_size, samples)
-    x = ops.normalise(crops)
+    x = ops.normalise(crops, ck.recipe.crop.mean, ck.recipe.crop.std)
     with torch.no_grad():
-        reference = ck.model.eval()(torch.from_numpy(x)).numpy()
+        reference, ref_features = (t.numpy() for t in
+                                   FeatureClassifier(ck.model).eval()(torch.from_numpy(x)))
     sess = session(onnx_path)
-    exported = sess.run(["logits"], {"images": x})[0]
+    exported, features = sess.run(list(OUTPUTS), {"images": x})
     single = sess.run(["logits"], {"images": x[:1]})[0]
     mse = float(np.mean((reference - exported) ** 2))
     agree = reference.argmax(1) == exported.argmax(1)
@@ -74,9 +78,9 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
     checks = {"mse": mse <= max_mse, "top1_identical": bool(agree.all()),
               "batch_of_one": batch1 <= max(1e-4, 10 * np.sqrt(max_mse)),
               "finite": bool(np.isfinite(exported).all())}
-    known = _known_score_parity(ck, sess, x)
-    if known is not None:
-        checks["known_score"] = known <= KNOWN_RTOL
+    feature_diff = float(np.abs(ref_features - features).max()
+                         / max(float(np.abs(ref_features).max()), 1e-6))
+    checks["features"] = feature_diff <= FEATURES_RTOL
     return {
         "model": "classifier", "onnx": str(onnx_path), "checkpoint": str(ck.path),
         "weights": ck.weights, "source": str(pack), "samples": len(x),
@@ -85,7 +89,7 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
         "logit_scale": float(np.abs(reference).max()),
         "top1_agreement": float(agree.mean()),
         "prob_max_abs_diff": float(np.abs(p_ref - p_onnx).max()),
-        "batch1_max_abs_diff": batch1, "known_score_rel_diff": known,
+        "batch1_max_abs_diff": batch1, "features_rel_diff": feature_diff,
         "pytorch_top1_accuracy": float((reference.argmax(1) == labels).mean()),
         "onnx_top1_accuracy": float((exported.argmax(1) == labels).mean()),
         "checks": checks,
@@ -93,16 +97,3 @@ def classifier_parity(ck: ClassifierCheckpoint, onnx_path: Path, pack: Path, *,
                    f"{len(x)} val crops",
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
     }
-
-
-def _known_score_parity(ck: ClassifierCheckpoint, sess: ort.InferenceSession,
-                        x: np.ndarray) -> float | None:
-    """The open-set output's largest difference, relative to its scale (None: no output)."""
-    network, outputs = graph_of(ck)
-    if ops.KNOWN_OUTPUT not in outputs:
-        return None
-    with torch.no_grad():
-        reference = network(torch.from_numpy(x))[1].numpy()
-    exported = sess.run([ops.KNOWN_OUTPUT], {"images": x})[0]
-    scale = max(float(np.abs(reference).max()), 1.0)
-    return float(np.abs(reference - exported).max() / scale)

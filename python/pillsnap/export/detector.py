@@ -67,14 +67,20 @@ def load_detector_checkpoint(path: Path, *, home: Path) -> DetectorCheckpoint:
         max_det=int(det.get("max_detections", 32)), data_yaml=args.get("data"))
 
 
+def detector_version(ck: DetectorCheckpoint) -> str:
+    """``<run>-det-<digest>``: changes whenever the checkpoint does."""
+    return f"{Path(ck.path).parent.parent.name}-det-{_digest(ck.path)}"
+
+
 def detector_metadata(ck: DetectorCheckpoint) -> dict[str, object]:
+    """What the ONNX file says about itself (how its boxes are kept is the serving recipe's,
+    ``pillsnap.contract.recipe.Detector``)."""
     return {
         "pillsnap_format": FORMAT, "task": "detect", "classes": ["pill"],
-        "image_size": ck.image_size, "conf_threshold": ck.conf, "iou_threshold": ck.iou,
-        "max_detections": ck.max_det, "letterbox_fill": 114,
+        "image_size": ck.image_size, "letterbox_fill": 114,
         "input": "images: float32 NCHW RGB in [0, 1], letterboxed square",
         "output": "output0: (batch, 4 + classes, anchors), cx cy w h in input pixels, scores",
-        "model_version": f"{Path(ck.path).parent.parent.name}-det-{_digest(ck.path)}",
+        "model_version": detector_version(ck),
     }
 
 

@@ -1,98 +1,129 @@
 """Set the open-set threshold where serving meets it: on crops of the detector's boxes.
 
-    record = calibrate_served(Path("artifacts/export"), manifest_dir, root, photos=500)
+    recipe = calibrate_served(pipe, manifest_dir, root, photos=500) or pipe.recipe
 
 Training fits the thresholds on validation crops of the *labelled* boxes; serving crops the
 *detector's* boxes, and a feature score moves with the crop (measured on the demo: 27-51%
-of known pills under the training threshold when served; docs/benchmarks.md). So, after
-export, up to ``photos`` validation single-pill photos of trained drugs go through the
-exported pipeline itself, and every score's threshold is set again so that ``tar`` of
-them pass. The new thresholds are written into the classifier's metadata (what both servers
-read); the training ones are kept beside them as ``thresholds_training``. Photos of drugs
+of known pills under the training threshold when served; docs/benchmarks.md). So, before
+export writes the recipe, up to ``photos`` validation photos go through the exported
+pipeline itself: single-pill photos through ``single``, combination photos through
+``combo`` with each box matched to its labelled pill (IoU 0.5). Every pill of a trained drug
+that got an answer counts; every score's threshold is set again so that ``tar`` of them
+pass (``OpenSet.refit``), and the posterior's temperature on their labels. Pills of drugs
 outside the class index are never used: they are what the threshold must reject.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pillsnap.contract import ops
+from pillsnap.contract import decide
+from pillsnap.contract.recipe import Recipe
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import PillsnapError
-from pillsnap.export.metadata import write_metadata
+from pillsnap.export.map50 import match_pills
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.logs import log_decision
-from pillsnap.train.calibrate import accepting_threshold
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
+FITTED_ON = "served validation photos (detector boxes)"
+
+
+@dataclass(frozen=True)
+class ValPhoto:
+    path: Path
+    kind: str  # single | combo
+    k_codes: tuple[str, ...]  # the labelled pills' K-codes
+    boxes: np.ndarray  # (pills, 4) xyxy photo pixels
 
 
 def known_val_photos(manifest_dir: Path, root: Path, k_codes: tuple[str, ...],
-                     limit: int) -> list[Path]:
-    """Up to ``limit`` validation single-pill photos of drugs in ``k_codes``, spread over the
-    split (every n-th), in manifest order."""
+                     limit: int, *, combos: bool = True) -> list[ValPhoto]:
+    """Up to ``limit`` validation photos with a pill of a drug in ``k_codes`` (singles of
+    known drugs and, with ``combos``, combinations), spread over the split (every n-th), in
+    manifest order."""
     known = ClassIndex(k_codes)
-    rows = [root / r.path for r in read_manifest(manifest_dir / MANIFEST)
-            if r.split == "val" and r.kind == "single" and r.pills[0].k_code in known]
+    rows = [r for r in read_manifest(manifest_dir / MANIFEST)
+            if r.split == "val" and any(p.k_code in known for p in r.pills)
+            and ((r.kind == "combo" and combos) or (r.kind != "combo"
+                 and r.pills[0].k_code in known))]
     step = max(1, len(rows) // max(limit, 1))
-    return rows[::step][:limit]
+    return [ValPhoto(root / r.path, r.kind, tuple(p.k_code for p in r.pills),
+                     np.array([[p.bbox[0], p.bbox[1], p.bbox[0] + p.bbox[2],
+                                p.bbox[1] + p.bbox[3]] for p in r.pills], dtype=np.float32))
+            for r in rows[::step][:limit]]
 
 
-def calibrate_served(export: Path, manifest_dir: Path, root: Path, *, photos: int,
-                     min_photos: int = 20) -> dict[str, Any] | None:
-    """Reset the classifier's open-set thresholds on served crops; the new ``open_set``
-    metadata, or None when there is nothing to calibrate (no open set, no photos)."""
-    pipe = OnnxPipeline.open(export)
-    info = pipe.bundle.classifier_info.values.get("open_set")
-    if not info or photos == 0:
+def served_pills(pipe: OnnxPipeline, photos: list[ValPhoto]) -> tuple[np.ndarray, np.ndarray,
+                                                                        np.ndarray]:
+    """Logits, features and class labels of every answered pill of a trained drug."""
+    index = {code: i for i, code in enumerate(pipe.recipe.k_codes)}
+    logits, features, labels = [], [], []
+    for photo in photos:
+        pipeline = "combo" if photo.kind == "combo" else "single"
+        try:
+            answer = pipe.predict(photo.path.read_bytes(), pipeline=pipeline, top_k=1,
+                                  with_outputs=True)
+        except (OSError, PillsnapError) as exc:  # unreadable or refused: not a verdict
+            logger.warning("open-set calibration: %s skipped: %s", photo.path, exc)
+            continue
+        rows = answer["logits"]
+        if not len(rows) or answer["features"] is None:
+            continue
+        if pipeline == "single":
+            pairs = [(0, 0)]
+        else:
+            boxes = np.array([p["bbox"] for p in answer["pills"]], dtype=np.float32)
+            scores = np.array([p["det_confidence"] for p in answer["pills"]], dtype=np.float32)
+            match = match_pills(boxes, scores, photo.boxes)
+            pairs = [(i, int(t)) for i, t in enumerate(match) if t >= 0]
+        for row, truth in pairs:
+            code = photo.k_codes[truth]
+            if code in index:
+                logits.append(rows[row])
+                features.append(answer["features"][row])
+                labels.append(index[code])
+    if not labels:
+        return np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+    return np.stack(logits), np.stack(features), np.array(labels, dtype=np.int64)
+
+
+def calibrate_served(pipe: OnnxPipeline, manifest_dir: Path, root: Path, *, photos: int,
+                     min_pills: int = 20) -> Recipe | None:
+    """The pipeline's recipe with its open-set rule refitted on served crops, or None (one
+    fallback line) when there is nothing to calibrate: no rule, no manifest, few pills."""
+    rule = pipe.recipe.open_set
+    if rule is None or photos == 0:
         return None
     if not (manifest_dir / MANIFEST).is_file():
         log_decision(logger, "open_set.threshold", "training's", f"no manifest at "
                      f"{manifest_dir}: the served crops cannot be scored", fallback=True)
         return None
-    paths = known_val_photos(manifest_dir, root, pipe.bundle.k_codes, photos)
-    scores = _served_scores(pipe, paths)
-    served = len(next(iter(scores.values()), []))
-    if served < min_photos:  # a threshold from a handful of photos says little
-        log_decision(logger, "open_set.threshold", "training's", f"{served} served "
-                     f"validation photos of known drugs (fewer than {min_photos})",
-                     fallback=True)
+    chosen = known_val_photos(manifest_dir, root, pipe.recipe.k_codes, photos,
+                              combos="combo" in pipe.pipelines)
+    logits, features, labels = served_pills(pipe, chosen)
+    if len(labels) < min_pills:  # a threshold from a handful of pills says little
+        log_decision(logger, "open_set.threshold", "training's", f"{len(labels)} served "
+                     f"validation pills of known drugs from {len(chosen)} photos (fewer than "
+                     f"{min_pills})", fallback=True)
         return None
-    tar = float(info["tar"])
-    thresholds = {kind: accepting_threshold(np.array(values), tar)
-                  for kind, values in scores.items()}
-    updated = {**info, "threshold": thresholds[info["score"]], "thresholds": thresholds,
-               "thresholds_training": info["thresholds"], "calibration_photos": served}
-    write_metadata(export / "classifier" / "model.onnx", {"open_set": updated})
-    log_decision(logger, "open_set.threshold", round(updated["threshold"], 4),
-                 f"{info['score']} accepting {tar:.0%} of {served} served validation "
-                 f"photos of known drugs (training's, on labelled boxes: "
-                 f"{info['threshold']:.4g})")
-    return updated
-
-
-def _served_scores(pipe: OnnxPipeline, paths: list[Path]) -> dict[str, list[float]]:
-    """Every open-set score of the single pipeline's answer for each readable photo."""
-    scores: dict[str, list[float]] = {}
-    for path in paths:
-        try:
-            answer = pipe.predict(path.read_bytes(), pipeline="single", top_k=1,
-                                  with_logits=True)
-        except (OSError, PillsnapError) as exc:  # unreadable or refused: not a verdict
-            logger.warning("open-set calibration: %s skipped: %s", path, exc)
-            continue
-        logits, graph = answer["logits"], answer["known_score"]
-        if not len(logits):
-            continue
-        first = ops.known_scores(logits[:1], pipe.temperature,
-                                 None if graph is None else graph[:1])
-        for kind, values in first.items():
-            scores.setdefault(kind, []).append(float(values[0]))
-    return scores
+    gallery = pipe.gallery
+    scores = decide.scores(logits, features, recipe=pipe.recipe, gallery=gallery)
+    refitted = rule.refit(scores, fitted_on=FITTED_ON)
+    if gallery is not None:
+        refitted = dataclasses.replace(refitted, distance_temperature=decide.
+                                       fit_distance_temperature(gallery.distances(features),
+                                                                labels))
+    log_decision(logger, "open_set.threshold", round(refitted.threshold, 4),
+                 f"{rule.score} accepting {rule.tar:.0%} of {len(labels)} served validation "
+                 f"pills of known drugs from {len(chosen)} photos (training's, on labelled "
+                 f"boxes: {rule.threshold:.4g})")
+    return pipe.recipe.replace(open_set=refitted)

@@ -6,13 +6,17 @@
 
 combo: the detector finds the pills; each box, grown by the training crop margin, is
 classified, ``max_batch`` crops per classifier call. No pill: an empty list and a reason.
-single: the classifier learnt pill crops (``pack_region=pill`` in its metadata), so with a
+single: the classifier learnt pill crops (``recipe.crop.region == "pill"``), so with a
 detector it classifies the highest-scoring box only, cropped as in combo, and answers
 ``recommend_combo: true`` when it saw 2+ pills (it never switches pipeline itself); no box:
 the whole photo, with a ``reason``. Without a detector, or for a classifier trained on whole
-photos (``pack_region=image``), single classifies the whole photo (the pack's shrink + the
-eval centre crop). The rules live in ``ops.select_pills``, shared with Triton's models.
-This is the embedded API backend and the reference the Triton pipelines are compared with.
+photos (``region == "image"``), single classifies the whole photo (the pack's shrink + the
+eval centre crop). The rules live in ``ops.select_pills``, the verdict on each crop in
+``pillsnap.contract.decide``, both shared with Triton's models; every number comes from the
+export's serving recipe (``pillsnap.contract.recipe``). The gallery of class statistics is
+read again when an enrollment replaces it (``python -m pillsnap.enroll``): the next answer
+knows the new drug. This is the embedded API backend and the reference the Triton pipelines
+are compared with.
 
 The photo is opened with ``pillsnap.contract.photo`` (the Rust engine where installed, with
 Pillow as the fallback and reference; ``PILLSNAP_PHOTO_ENGINE=pillow`` forces Pillow). On
@@ -32,8 +36,10 @@ from typing import cast
 import numpy as np
 
 from pillsnap.config.schema import IoBinding
-from pillsnap.contract import ops
+from pillsnap.contract import decide, ops
+from pillsnap.contract.gallery import Gallery
 from pillsnap.contract.photo import Photo, open_photo
+from pillsnap.contract.recipe import Recipe
 from pillsnap.errors import IMAGE_INPUT_ERRORS, ModelError
 from pillsnap.infer.binding import ModelRunner, Runner
 from pillsnap.infer.bundle import Bundle, load_bundle
@@ -59,23 +65,20 @@ class OnnxPipeline:
         self.classifier, self.detector = runners
         self.max_batch = max_batch
         self.max_pixels = max_pixels
-        info = bundle.classifier_info
-        self.image_size = int(info["image_size"])
-        self.short_side = int(info["pack_short_side"])
-        self.margin = float(info["crop_margin"])
-        self.temperature = float(info["temperature"])
-        self.open_set = ops.OpenSet.from_metadata(info.values.get("open_set"))
-        self.outputs = ["logits"] + ([ops.KNOWN_OUTPUT] if ops.KNOWN_OUTPUT
+        self.recipe: Recipe = bundle.recipe
+        self.outputs = ["logits"] + ([ops.FEATURES_OUTPUT] if ops.FEATURES_OUTPUT
                                      in self.classifier.outputs else [])
-        if self.open_set is None:
+        rule = self.recipe.open_set
+        if rule is None:
             logger.warning("the classifier of %s has no open-set threshold (exported before "
                            "it existed): drugs it never learnt are named, not flagged "
                            "unknown; export it again", bundle.folder)
-        self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
-        # exports older than the pack_region key were all trained on pill crops
-        self.region = str(info.values.get("pack_region", "pill"))
-        self.single_detects = self.region == "pill" and self.detector is not None
-        if self.region == "pill" and self.detector is None:
+        elif rule.score == "mahalanobis" and (bundle.gallery is None or len(self.outputs) < 2):
+            raise ModelError(f"{bundle.folder}: the open-set score is mahalanobis, but the "
+                             "classifier has no features output or the export no gallery; "
+                             "export again")
+        self.single_detects = self.recipe.crop.region == "pill" and self.detector is not None
+        if self.recipe.crop.region == "pill" and self.detector is None:
             logger.warning("the classifier of %s learnt pill crops (pack.region=pill) but the "
                            "export has no detector: single mode classifies whole photos, "
                            "which it never saw; export with --det-ckpt", bundle.folder)
@@ -100,10 +103,9 @@ class OnnxPipeline:
         """Each model run once on a blank input of its own shape (on a GPU the first runs
         pick kernels and TensorRT builds its engines), then ``io_binding=auto`` settled
         (timed on a GPU)."""
-        runners = [("classifier", self.classifier, self.outputs, self.image_size)]
-        if self.detector is not None and self.bundle.detector_info is not None:
-            runners.append(("detector", self.detector, ["output0"],
-                            int(self.bundle.detector_info["image_size"])))
+        runners = [("classifier", self.classifier, self.outputs, self.recipe.crop.size)]
+        if self.detector is not None and self.recipe.detector is not None:
+            runners.append(("detector", self.detector, ["output0"], self.recipe.detector.size))
         for model, runner, names, size in runners:
             feeds = {"images": np.zeros((1, 3, size, size), dtype=np.float32)}
             runner.run(names, feeds)
@@ -143,41 +145,66 @@ class OnnxPipeline:
         limit; bad input raises ``ops.ImageInputError`` here or at the first output."""
         return open_photo(data, max_pixels=self.max_pixels)
 
+    @property
+    def gallery(self) -> Gallery | None:
+        """The class statistics as they are now (an enrollment replaces the file)."""
+        return self.bundle.gallery.current() if self.bundle.gallery is not None else None
+
     def classify(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """uint8 (n, size, size, 3) crops -> logits (n, classes) and, when the graph has it,
-        the open-set ``known_score`` (n, 1); ``max_batch`` crops per call."""
-        x = ops.normalise(crops, self.mean, self.std)
+        """uint8 (n, size, size, 3) crops -> logits (n, classes) and, when the graph has
+        them, the pooled features (n, d); ``max_batch`` crops per call."""
+        crop = self.recipe.crop
+        x = ops.normalise(crops, crop.mean, crop.std)
         names = self.outputs
         out = [self.classifier.run(names, {"images": x[i:i + self.max_batch]})
                for i in range(0, len(x), self.max_batch)]
-        classes = len(self.bundle.k_codes)
+        classes = len(self.recipe.k_codes)
         logits = (np.concatenate([o[0] for o in out]) if out
                   else np.zeros((0, classes), dtype=np.float32))
-        known = None
+        features = None
         if len(names) > 1:
-            known = (np.concatenate([o[1] for o in out]) if out
-                     else np.zeros((0, 1), dtype=np.float32))
-        return logits, known
+            features = (np.concatenate([o[1] for o in out]) if out
+                        else np.zeros((0, 0), dtype=np.float32))
+        return logits, features
 
     def detect(self, photo: Photo) -> tuple[np.ndarray, np.ndarray]:
         """Photo -> xyxy boxes in photo pixels and detector scores, best first."""
-        runner, info = self.detector, self.bundle.detector_info
-        if runner is None or info is None:
+        runner, det = self.detector, self.recipe.detector
+        if runner is None or det is None:
             raise ModelError(f"pipeline=combo needs a detector; {self.bundle.folder} has none "
                              "(export with --det-ckpt)")
-        tensor, placement = photo.letterbox(int(info["image_size"]))
+        tensor, placement = photo.letterbox(det.size)
         output = runner.run(["output0"], {"images": tensor[None]})[0][0]
-        return ops.detections(output, placement, conf=float(info["conf_threshold"]),
-                              iou=float(info["iou_threshold"]),
-                              max_det=int(info["max_detections"]))
+        return ops.detections(output, placement, conf=det.conf, iou=det.iou,
+                              max_det=det.max_det)
+
+    def crops(self, data: bytes, pipeline: str) -> tuple[ops.Selection, np.ndarray, int, int]:
+        """What ``pipeline`` classifies in a photo: the selection and its uint8 crops, and
+        the photo's size (enrollment and the export's calibration use this directly)."""
+        with _image_errors():
+            photo = self.photo(data)
+            return self._crops(photo, pipeline, _Clock())
+
+    def _crops(self, photo: Photo, pipeline: str,
+               clock: _Clock) -> tuple[ops.Selection, np.ndarray, int, int]:
+        width, height = photo.width, photo.height
+        boxes, det_scores = None, None
+        if pipeline == "combo" or self.single_detects:
+            boxes, det_scores = self.detect(photo)
+            clock.lap("detect")
+        crop = self.recipe.crop
+        selection = ops.select_pills(pipeline, boxes, det_scores, width, height,
+                                     margin=crop.margin)
+        crops = photo.crops(selection.regions, size=crop.size, short_side=crop.short_side)
+        return selection, crops, width, height
 
     def predict(self, data: bytes, *, pipeline: str = "single", top_k: int = 5,
-                with_logits: bool = False) -> ops.Prediction:
+                with_outputs: bool = False) -> ops.Prediction:
         """One photo through ``pipeline``; a JSON-ready answer with per-stage timings.
 
-        ``with_logits`` adds ``logits`` and ``known_score`` (numpy, one row per pill; None
-        without that output) for ``pillsnap.eval``'s comparison of open-set scores; the API
-        never asks for it.
+        ``with_outputs`` adds ``logits`` and ``features`` (numpy, one row per pill; features
+        None without that output) for ``pillsnap.eval``'s comparison of open-set scores and
+        the export's calibration; the API never asks for them.
         """
         if pipeline not in self.pipelines:
             raise ModelError(f"pipeline={pipeline!r} is not available here; choose one of "
@@ -186,27 +213,18 @@ class OnnxPipeline:
         with _image_errors():
             photo = self.photo(data)
             clock.lap("decode")
-            width, height = photo.width, photo.height
-            boxes, det_scores = None, None
-            if pipeline == "combo" or self.single_detects:
-                boxes, det_scores = self.detect(photo)
-                clock.lap("detect")
-            selection = ops.select_pills(pipeline, boxes, det_scores, width, height,
-                                          margin=self.margin)
-            crops = photo.crops(selection.regions, size=self.image_size,
-                                short_side=self.short_side)
+            selection, crops, width, height = self._crops(photo, pipeline, clock)
             clock.lap("preprocess")
-        logits, known = self.classify(crops)
+        logits, features = self.classify(crops)
         clock.lap("classify")
-        found = ops.identify(logits, k=top_k, temperature=self.temperature,
-                             k_codes=self.bundle.k_codes, drugs=self.bundle.drugs,
-                             open_set=self.open_set, graph=known)
+        found = decide.identify(logits, features, recipe=self.recipe, gallery=self.gallery,
+                                drugs=self.bundle.drugs, k=top_k)
         result = ops.answer(found, selection, width, height)
         clock.lap("postprocess")
         answer = ops.prediction(result, pipeline=pipeline,
                                 model_version=self.bundle.model_version, timing_ms=clock.laps)
-        if with_logits:  # extra keys for eval only; the API never asks for them
-            return cast(ops.Prediction, {**answer, "logits": logits, "known_score": known})
+        if with_outputs:  # extra keys for eval and export only; the API never asks for them
+            return cast(ops.Prediction, {**answer, "logits": logits, "features": features})
         return answer
 
 

@@ -38,6 +38,15 @@ class Candidate(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0, description="calibrated probability")
 
 
+class NearTwin(BaseModel):
+    k_code: str = Field(description="a runner-up that looks like the top-1 in the drug table "
+                        "(same shape and colours)")
+    name: Names
+    confidence: float = Field(ge=0.0, le=1.0)
+    differs_by: list[str] = Field(description="what tells it from the top-1 in the drug "
+                                  "table, e.g. \"imprint (front): 'AB 10' vs 'AB 20'\"")
+
+
 class Pill(BaseModel):
     bbox: list[float] | None = Field(None, description="combo: [x0, y0, x1, y1] in pixels of "
                                      "the upright photo")
@@ -51,6 +60,9 @@ class Pill(BaseModel):
                                          "exported without an open-set threshold")
     top1: Candidate
     candidates: list[Candidate]
+    near_twins: list[NearTwin] = Field([], description="candidates that look like top1 and "
+                                       "hold a real share of the confidence: check what tells "
+                                       "them apart before trusting top1")
 
 
 class ImageSize(BaseModel):

@@ -10,21 +10,21 @@ A fit can only sharpen (T < 1) what validation mistakes justify: on a split the 
 answer, including a drug the model never saw, into 1.00. With fewer than ``MIN_ERRORS``
 mistakes T stays 1 (or the fitted softening, T > 1), in one decision line.
 
-Open-set thresholds: for each score of ``pillsnap.contract.ops.known_score``, the value that
-accepts ``tar`` of the known validation pills; serving flags a pill under it as unknown.
+Open-set thresholds: for each logit score of ``pillsnap.contract.decide``, the value that
+accepts ``tar`` of the known validation pills; serving flags a pill under it as unknown (the
+feature score's threshold comes after training: ``pillsnap.train.openset``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from itertools import pairwise
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pillsnap.contract.ops import known_scores
+from pillsnap.contract.decide import LOGIT_SCORES, logit_score
+from pillsnap.contract.recipe import accepting_threshold
 from pillsnap.logs import log_decision
 
 logger = logging.getLogger(__name__)
@@ -88,17 +88,8 @@ def open_set_thresholds(logits: torch.Tensor, temperature: float,
     if not len(logits):
         return {}
     values = logits.detach().float().cpu().numpy()
-    return {kind: accepting_threshold(scores, tar)
-            for kind, scores in known_scores(values, temperature).items()}
-
-
-def accepting_threshold(scores: np.ndarray, share: float) -> float:
-    """The highest threshold that ``share`` of ``scores`` reach (``score >= threshold``)."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    if not ordered.size:
-        return math.inf
-    needed = min(max(math.ceil(share * ordered.size - 1e-9), 1), ordered.size)
-    return float(ordered[needed - 1])
+    return {kind: accepting_threshold(logit_score(values, kind, temperature), tar)
+            for kind in LOGIT_SCORES}
 
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor,

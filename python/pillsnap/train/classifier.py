@@ -31,7 +31,8 @@ from pillsnap.train.inputs import check_pack, ensure_packs, load_classes
 from pillsnap.train.metrics import as_record, summarise
 from pillsnap.train.model import classifier_from_checkpoint
 from pillsnap.train.oom import free_memory, log_oom_step
-from pillsnap.train.openset import fit_open_set
+from pillsnap.train.openset import fit_open_set, gallery_state
+from pillsnap.train.recipe import calibrated, recipe_of
 from pillsnap.train.run_state import (
     RngState,
     check_position,
@@ -103,18 +104,21 @@ def _train(cfg: PillsnapConfig, d: dist_mod.Dist, run_dir: Path,
 
 
 def _fit_open_set(s: Session) -> None:
-    """After the last epoch: the open-set class statistics of best.pt's own weights, and
-    every score's threshold, written into best.pt (``pillsnap.train.openset``)."""
+    """After the last epoch: the gallery of class statistics of best.pt's own weights, and
+    the recipe's open-set rule fitted with it, written into best.pt
+    (``pillsnap.train.openset``)."""
     open_set = s.cfg.models.classifier.open_set
     path = s.run_dir / "best.pt"
     if open_set.fit_samples == 0 or not path.is_file():
         return
     state = load_checkpoint(path)
     model, _ = classifier_from_checkpoint(state)
-    state["open_set"] = fit_open_set(
-        model, s.packs["train"], s.packs["val"], image_size=s.cfg.models.classifier.image_size,
-        device=s.device, samples=open_set.fit_samples, tar=open_set.tar,
-        temperature=float(state.get("temperature", 1.0)), score=open_set.score)
+    recipe = recipe_of(state)
+    rule, gallery = fit_open_set(
+        model, s.packs["train"], s.packs["val"], recipe=recipe, device=s.device,
+        samples=open_set.fit_samples, tar=open_set.tar, score=open_set.score)
+    state["recipe"] = recipe.replace(open_set=rule).to_dict()
+    state["gallery"] = gallery_state(gallery)
     save_atomic(state, path)
 
 
@@ -240,12 +244,9 @@ def _evaluate_and_save(s: Session, epoch: int, stats: dict[str, float],
     logits, labels, val_loss = loop.collect_logits(s, model)
     metrics = summarise(logits, labels, s.classes.k_codes)
     metrics["val_loss"] = val_loss
-    open_set = s.cfg.models.classifier.open_set
-    metrics.update(calibrate(logits, labels, tar=open_set.tar))
-    metrics["open_set"]["score"] = open_set.score
+    metrics.update(calibrate(logits, labels, tar=s.cfg.models.classifier.open_set.tar))
     metrics.update(epoch=epoch, step=s.step, train_loss=stats["loss"])
-    s.temperature = metrics["temperature"]
-    s.open_set = metrics["open_set"]
+    s.recipe = calibrated(s.recipe, metrics, s.cfg)
     s.last_metrics = metrics
     record = as_record(metrics)
     logger.info("eval epoch %d: %s", epoch, " ".join(

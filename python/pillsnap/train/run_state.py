@@ -28,6 +28,7 @@ from pillsnap.logs import log_decision
 from pillsnap.train.checkpoint import CheckpointError
 from pillsnap.train.distributed import Dist
 from pillsnap.train.metrics import as_record
+from pillsnap.train.recipe import recipe_of
 
 if TYPE_CHECKING:
     from pillsnap.train.session import Session
@@ -115,8 +116,7 @@ def checkpoint_state(s: Session, *, rng: list[RngState] | None = None,
         "config": to_yaml(s.cfg), "arch": s.cfg.models.classifier.arch,
         "image_size": s.cfg.models.classifier.image_size,
         "classes": {"k_codes": list(s.classes.k_codes), "hash": s.classes.hash},
-        "temperature": s.temperature,
-        "open_set": s.open_set,
+        "recipe": s.recipe.to_dict(),
         "metrics": as_record(s.last_metrics),
         "rng": rng,
         "position": asdict(position) if position is not None else None,
@@ -138,8 +138,7 @@ def restore(s: Session, state: dict[str, Any], path: Path | None) -> None:
     s.epoch, s.step = int(state["epoch"]) + 1, int(state["step"])
     s.best = state["best"]["value"]
     s.stale_epochs = int(state["best"].get("stale_epochs", 0))
-    s.temperature = float(state.get("temperature", 1.0))
-    s.open_set = state.get("open_set")
+    s.recipe = recipe_of(state)
     grad_accum = int(state["settings"]["grad_accum"])
     if grad_accum != s.settings.grad_accum:
         s.use_settings(replace(s.settings, grad_accum=grad_accum))

@@ -19,6 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pillsnap.config.schema import PillsnapConfig
+from pillsnap.contract.recipe import Recipe
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.loader import PackLoader
 from pillsnap.data.loader_factory import config_loader, loader_from_config
@@ -31,6 +32,7 @@ from pillsnap.train.midepoch import MidEpochCheckpoints
 from pillsnap.train.model import create_classifier, set_grad_checkpointing
 from pillsnap.train.oom import OomPolicy, Settings
 from pillsnap.train.optim import Schedule, make_optimizer, scaled_lr
+from pillsnap.train.recipe import training_recipe
 from pillsnap.train.run_state import Position
 from pillsnap.train.runtime import (
     CompiledForward,
@@ -67,14 +69,13 @@ class Session:
     oom: OomPolicy
     log: MetricLog
     advisor: Advisor
+    recipe: Recipe  # what serving must repeat, calibrated at each evaluation
     threads: int = 0
     train_loader: PackLoader | None = None
     epoch: int = 0  # the next epoch to run
     step: int = 0  # optimiser steps taken
     best: float | None = None
     stale_epochs: int = 0
-    temperature: float = 1.0
-    open_set: dict[str, Any] | None = None  # score, tar and thresholds (train.calibrate)
     on_batch: BatchHook | None = None
     last_metrics: dict[str, Any] = field(default_factory=dict)
     checkpoints: MidEpochCheckpoints | None = None  # train.checkpoint_every_minutes/_steps
@@ -177,7 +178,8 @@ def build_session(cfg: PillsnapConfig, d: Dist, device: torch.device, run_dir: P
                           fp16=precision.dtype is torch.float16),
         oom=OomPolicy(t.oom),
         log=MetricLog(run_dir, cfg.logging.tensorboard, enabled=d.main),
-        advisor=Advisor(run_dir), checkpoints=MidEpochCheckpoints(cfg, d))
+        advisor=Advisor(run_dir), recipe=training_recipe(cfg, classes),
+        checkpoints=MidEpochCheckpoints(cfg, d))
     session.follow_global_batch()
     if t.augment == "none":
         log_decision(logger, "train.augment", "none", "centre crops, shuffled, no flip")

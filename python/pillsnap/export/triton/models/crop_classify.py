@@ -4,14 +4,16 @@ Written as ``crop_classify/<version>/model.py`` (pipeline combo: every box) and
 ``crop_classify_single/<version>/model.py`` (single: the best box, else the whole photo) by
 ``python -m pillsnap.export --triton``; ``pillsnap.json`` says which, ``ops.select_pills``
 (the copy of pillsnap.contract.ops next to this file) decides what is classified, exactly as
-the in-process OnnxPipeline. Crops go to the ``classifier`` model in chunks of at most its
+the in-process OnnxPipeline, with the crop geometry and the detector's thresholds of the
+export's ``recipe.json``. Crops go to the ``classifier`` model in chunks of at most its
 max_batch_size; 0 crops make no call.
 Inputs: IMAGE uint8 [-1] (the upload) and PHOTO uint8 [h, w, 3] (preprocess's decoded photo
 on the Pillow path; empty where the Rust engine is installed: the crops are then decoded
 from IMAGE, each from its own window, by ``pillsnap_photo``, the copy of
 pillsnap.contract.photo); with a detector DETECTIONS float32 [1, 4 + classes, anchors] and
-PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], KNOWN float32 [n, 1] (the
-classifier's open-set known_score; zeros when it has none), BOXES float32 [n|0, 4],
+PLACEMENT float64 [6]. Outputs: LOGITS float32 [n, classes], FEATURES float32 [n, d] (the
+classifier's pooled features, which postprocess scores against the gallery; [n, 0] for a
+classifier without them), BOXES float32 [n|0, 4],
 SCORES float32 [n|0], DECISION string [1] (JSON: reason, recommend_combo, image, boxed).
 A bad upload that only the crops' decode finds (no detector, so preprocess read the header
 alone) is an INVALID_ARG error ``<kind>: <message>``, as preprocess answers.
@@ -30,11 +32,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
 import pillsnap_ops as ops  # noqa: E402
 import pillsnap_photo  # noqa: E402
+from pillsnap_recipe import Recipe  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         self.settings = json.loads((HERE / "pillsnap.json").read_text(encoding="utf-8"))
+        self.recipe = Recipe.from_json((HERE / "recipe.json").read_text(encoding="utf-8"))
 
     def execute(self, requests: list) -> list:
         responses = []
@@ -60,44 +64,43 @@ class TritonPythonModel:
         photo = self._photo(request)
         width, height = photo.width, photo.height
         boxes, scores = self._detections(request)
-        cls = self.settings["classifier"]
+        crop = self.recipe.crop
         selection = ops.select_pills(self.settings["pipeline"], boxes, scores, width, height,
-                                     margin=cls["margin"])
-        crops = photo.crops(selection.regions, size=cls["image_size"],
-                            short_side=cls["short_side"])
-        logits, known = self._classify(ops.normalise(crops, cls["mean"], cls["std"]))
+                                     margin=crop.margin)
+        crops = photo.crops(selection.regions, size=crop.size, short_side=crop.short_side)
+        logits, features = self._classify(ops.normalise(crops, crop.mean, crop.std))
         boxed = selection.boxes is not None
         decision = {"reason": selection.reason, "recommend_combo": selection.recommend_combo,
                     "image": {"width": int(width), "height": int(height)}, "boxed": boxed}
         empty = np.zeros((0, 4), dtype=np.float32)
-        return [pb_utils.Tensor("LOGITS", logits), pb_utils.Tensor("KNOWN", known),
+        return [pb_utils.Tensor("LOGITS", logits), pb_utils.Tensor("FEATURES", features),
                 pb_utils.Tensor("BOXES", selection.boxes if boxed else empty),
                 pb_utils.Tensor("SCORES", selection.scores if boxed else empty[:, 0]),
                 pb_utils.Tensor("DECISION", np.array([json.dumps(decision).encode()],
                                                      dtype=np.object_))]
 
     def _detections(self, request: object) -> tuple[np.ndarray | None, np.ndarray | None]:
-        det = self.settings["detector"]
-        if det is None:
+        det = self.recipe.detector
+        if not self.settings["detect"] or det is None:
             return None, None
         output = pb_utils.get_input_tensor_by_name(request, "DETECTIONS").as_numpy()[0]
         placement = pb_utils.get_input_tensor_by_name(request, "PLACEMENT").as_numpy()
-        return ops.detections(output, ops.Letterbox.from_array(placement), conf=det["conf"],
-                              iou=det["iou"], max_det=det["max_det"])
+        return ops.detections(output, ops.Letterbox.from_array(placement), conf=det.conf,
+                              iou=det.iou, max_det=det.max_det)
 
     def _classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits (n, classes) and known scores (n, 1; zeros for a classifier without that
-        output, whose answers then use a logit score)."""
+        """Logits (n, classes) and pooled features (n, d; (n, 0) for a classifier without
+        that output, whose answers then use a logit score)."""
         cls = self.settings["classifier"]
         step = cls["max_batch"]
         out = [self._call(x[i:i + step]) for i in range(0, len(x), step)]
         if not out:
             return (np.zeros((0, cls["classes"]), dtype=np.float32),
-                    np.zeros((0, 1), dtype=np.float32))
+                    np.zeros((0, cls["features"]), dtype=np.float32))
         logits = np.concatenate([o[0] for o in out])
-        known = (np.concatenate([o[1] for o in out]) if len(out[0]) > 1
-                 else np.zeros((len(logits), 1), dtype=np.float32))
-        return logits, known
+        features = (np.concatenate([o[1] for o in out]) if len(out[0]) > 1
+                    else np.zeros((len(logits), 0), dtype=np.float32))
+        return logits, features
 
     def _call(self, chunk: np.ndarray) -> list[np.ndarray]:
         names = self.settings["classifier"]["outputs"]

@@ -1,8 +1,9 @@
 """Triton python model ``preprocess``: encoded image bytes -> the photo, the detector input.
 
 Written into the repository as ``preprocess/<version>/model.py`` by ``python -m
-pillsnap.export --triton``, next to ``pillsnap_ops.py`` and ``pillsnap_photo.py`` (copies of
-pillsnap.contract.ops and .photo) and ``pillsnap.json`` (its settings). Inputs: IMAGE uint8
+pillsnap.export --triton``, next to the contract copies (``pillsnap_ops.py``,
+``pillsnap_photo.py``, ``pillsnap_recipe.py``, ...), the export's ``recipe.json`` (the
+detector's letterbox size) and ``pillsnap.json`` (the upload limits). Inputs: IMAGE uint8
 [-1]. Outputs: PHOTO uint8 [h, w, 3]; with a detector also DET_IMAGES float32 [1, 3, s, s]
 (letterboxed) and PLACEMENT float64 [6]. The photo is opened as the in-process pipeline
 opens it (``pillsnap_photo.open_photo``): where PillSnap's Rust engine is installed it
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the ops copy lives next to this file, not in a package
 import pillsnap_ops as ops  # noqa: E402
 import pillsnap_photo  # noqa: E402
+from pillsnap_recipe import Recipe  # noqa: E402
 
 NOT_DECODED = np.zeros((0, 0, 3), dtype=np.uint8)  # PHOTO when crop_classify reads IMAGE
 
@@ -33,6 +35,8 @@ NOT_DECODED = np.zeros((0, 0, 3), dtype=np.uint8)  # PHOTO when crop_classify re
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         self.settings = json.loads((HERE / "pillsnap.json").read_text(encoding="utf-8"))
+        recipe = Recipe.from_json((HERE / "recipe.json").read_text(encoding="utf-8"))
+        self.detector_size = recipe.detector.size if recipe.detector is not None else None
 
     def execute(self, requests: list) -> list:
         return [self._one(request) for request in requests]
@@ -53,9 +57,8 @@ class TritonPythonModel:
                                       f"{limit}")
         photo = pillsnap_photo.open_photo(data.tobytes(), max_pixels=self.settings["max_pixels"])
         outputs = []
-        size = self.settings["detector_size"]
-        if size is not None:
-            tensor, placement = photo.letterbox(int(size))
+        if self.detector_size is not None:
+            tensor, placement = photo.letterbox(self.detector_size)
             outputs += [pb_utils.Tensor("DET_IMAGES", tensor[None]),
                         pb_utils.Tensor("PLACEMENT", placement.as_array())]
         # Pillow decoded the whole photo: hand it on rather than decode it twice
