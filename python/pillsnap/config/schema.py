@@ -7,9 +7,16 @@ never by building these classes by hand from user input.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from pillsnap.config.paths import ConfigPath, OptionalConfigPath
 
@@ -47,12 +54,20 @@ class PipelineConfig(Section):
     mode: Literal["single", "combo"] = "single"
 
 
+KCode = Annotated[str, StringConstraints(pattern=r"^K-\d{6}$")]
+
+
 class DataConfig(Section):
     root: ConfigPath = Field(default="data/aihub", description="extracted AIHub tree")
     manifest_dir: ConfigPath = "artifacts/manifest"
     scan_workers: int = Field(0, ge=0)  # 0: all cores
     verify_images: Literal["header", "none"] = "header"
     stage_seed: int = 42  # python -m pillsnap.data stage: the subset's random draw
+    # The classes to train, from the scan's class index (pillsnap.data.classes.training_classes):
+    # only these K-codes (None: all), less these (held out for an open-set evaluation or to be
+    # enrolled later, discontinued drugs). Pack, train, export and eval all follow them.
+    include_k_codes: list[KCode] | None = None
+    exclude_k_codes: list[KCode] = Field(default_factory=list)
 
 
 class PackConfig(Section):
@@ -230,6 +245,15 @@ class ExportConfig(Section):
     open_set_photos: int = Field(500, ge=0)
 
 
+class EnrollConfig(Section):
+    """``python -m pillsnap.enroll``: a drug added to a served model from a few photos."""
+
+    min_photos: int = Field(3, ge=1)  # fewer give a class mean too rough to trust
+    max_photos: int = Field(50, ge=1)
+    # the drug table holding the new drugs' names and EDI codes; None: data.manifest_dir's
+    drugs: OptionalConfigPath = None
+
+
 class TritonConfig(Section):
     repository: ConfigPath = "triton_models"
     model_version: str = "1"
@@ -327,6 +351,7 @@ class PillsnapConfig(Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    enroll: EnrollConfig = Field(default_factory=EnrollConfig)
     triton: TritonConfig = Field(default_factory=TritonConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     targets: TargetsConfig = Field(default_factory=TargetsConfig)

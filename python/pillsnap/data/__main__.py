@@ -139,30 +139,34 @@ def run_scan(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
 
 
 def run_stage(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
+    from pillsnap.data.classes import training_classes
     from pillsnap.data.stage import make_stage
 
     if args.stage is None and (args.images is None or args.classes is None):
         raise ValueError("give --stage 1..4, or both --images and --classes")
     seed = cfg.data.stage_seed if args.seed is None else args.seed
-    report = make_stage(args.manifest or cfg.data.manifest_dir, args.out, stage=args.stage,
-                        seed=seed, images=args.images, n_classes=args.classes)
+    manifest = args.manifest or cfg.data.manifest_dir
+    report = make_stage(manifest, args.out, stage=args.stage, seed=seed, images=args.images,
+                        n_classes=args.classes, classes=training_classes(cfg, Path(manifest)))
     print(json.dumps(report, ensure_ascii=False, indent=2))
     return 0
 
 
 def run_pack(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     from pillsnap.config.features import includes
+    from pillsnap.data.classes import training_classes
     from pillsnap.data.pack import build_pack
 
     manifest = args.manifest or cfg.data.manifest_dir
     root, out = args.root or cfg.data.root, args.out or cfg.pack.out_dir
     setup_logging(cfg.logging.level, Path(out) / "pack.log")
     p = cfg.pack
+    classes = training_classes(cfg, Path(manifest))
     for split in args.split or ["train", "val"]:
         report = build_pack(manifest, root, Path(out) / f"{split}.pack", split=split,
                             short_side=p.short_side, quality=p.jpeg_quality, storage=p.storage,
                             region=p.region, margin=p.pill_margin, workers=p.workers,
-                            resume=not args.no_resume)
+                            resume=not args.no_resume, classes=classes)
         print(f"{split}: {report['records']} records, {report['mb_per_1000']} MB per 1,000, "
               f"{report['skipped_unreadable']} unreadable skipped, "
               f"{report['unknown_class_pills']} pills outside the class index left out, "

@@ -85,13 +85,17 @@ def _manifest_hash(path: Path) -> str:
 def build_pack(manifest_dir: Path, root: Path, out: Path, *, split: str = "train",
                short_side: int = 480, quality: int = 90, storage: str = "jpeg",
                region: str = "pill", margin: float = 0.15, workers: int = 0,
-               resume: bool = True) -> dict[str, Any]:
-    """Write ``out`` (a ``.pack`` file) from one split of a manifest; return the report."""
+               resume: bool = True, classes: ClassIndex | None = None) -> dict[str, Any]:
+    """Write ``out`` (a ``.pack`` file) from one split of a manifest; return the report.
+
+    ``classes``: the classes to train (``pillsnap.data.classes.training_classes``; default:
+    the manifest's whole index); pills of other K-codes are left out.
+    """
     started = time.perf_counter()
     rows = [r for r in read_manifest(manifest_dir) if r.split == split]
     if not rows:
         raise DataError(f"the manifest in {manifest_dir} has no {split!r} images")
-    classes = ClassIndex.load(manifest_dir)
+    classes = classes if classes is not None else ClassIndex.load(manifest_dir)
     items, unknown = plan_items(rows, Path(root), classes, region=region, margin=margin)
     metadata = {"split": split, "short_side": short_side, "quality": quality, "region": region,
                 "margin": margin, "storage": storage, "classes": len(classes),

@@ -102,14 +102,17 @@ def sample_stage(rows: list[ManifestRow], classes: ClassIndex, spec: StageSpec,
 
 
 def make_stage(manifest_dir: Path, out: Path, *, stage: int | None = None, seed: int = 42,
-               images: int | None = None, n_classes: int | None = None) -> dict[str, Any]:
-    """Write a stage subset as a manifest directory of its own; return its report."""
+               images: int | None = None, n_classes: int | None = None,
+               classes: ClassIndex | None = None) -> dict[str, Any]:
+    """Write a stage subset as a manifest directory of its own; return its report.
+    ``classes``: the classes to draw from (``training_classes``: the index less the
+    excluded K-codes); default the manifest's whole index."""
     base = STAGES[stage] if stage else StageSpec(0, 0)
     spec = StageSpec(images or base.images, n_classes or base.classes)
     if spec.images <= 0 or spec.classes <= 0:
         raise ValueError("give --stage 1..4, or both --images and --classes")
     rows = list(read_manifest(manifest_dir))
-    classes = ClassIndex.load(manifest_dir)
+    classes = classes if classes is not None else ClassIndex.load(manifest_dir)
     subset, chosen, report = sample_stage(rows, classes, spec, seed)
     report = {"stage": stage, "source": str(manifest_dir), **report}
     taken = report["taken"]

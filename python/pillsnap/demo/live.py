@@ -20,7 +20,7 @@ from typing import Any
 
 from pillsnap.child import Child, NotReady
 from pillsnap.config import PillsnapConfig
-from pillsnap.data.classes import ClassIndex
+from pillsnap.data.classes import training_classes
 from pillsnap.data.manifest import read_manifest
 from pillsnap.errors import PillsnapError
 from pillsnap.serve import API_READY_LINE
@@ -88,7 +88,7 @@ def validation_photos(cfg: PillsnapConfig) -> dict[str, tuple[Path, list[str]]]:
     """The first single-pill photo of a trained drug, the first combination photo and the
     first photo of a drug outside the class index (``unknown``), of the val split, with
     their true K-codes."""
-    known = ClassIndex.load(Path(cfg.data.manifest_dir))
+    known = training_classes(cfg)
     chosen: dict[str, tuple[Path, list[str]]] = {}
     for row in read_manifest(Path(cfg.data.manifest_dir)):
         kind = row.kind

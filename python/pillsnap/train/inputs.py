@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from pillsnap.config.schema import PillsnapConfig
-from pillsnap.data.classes import ClassIndex
+from pillsnap.data.classes import ClassIndex, training_classes
 from pillsnap.errors import ConfigError, DataError
 from pillsnap.logs import log_decision
 
@@ -14,8 +14,9 @@ logger = logging.getLogger(__name__)
 
 
 def load_classes(cfg: PillsnapConfig) -> ClassIndex:
-    """The class index of ``data.manifest_dir``, within ``models.classifier.max_classes``."""
-    classes = ClassIndex.load(Path(cfg.data.manifest_dir))
+    """The classes to train (``training_classes``: the index of ``data.manifest_dir`` less
+    the excluded K-codes), within ``models.classifier.max_classes``."""
+    classes = training_classes(cfg)
     limit = cfg.models.classifier.max_classes
     if len(classes) > limit:
         raise ConfigError(f"the class index has {len(classes)} classes, more than "
@@ -40,7 +41,7 @@ def ensure_packs(cfg: PillsnapConfig, classes: ClassIndex) -> dict[str, Path]:
         p = cfg.pack
         build_pack(Path(cfg.data.manifest_dir), Path(cfg.data.root), path, split=split,
                    short_side=p.short_side, quality=p.jpeg_quality, storage=p.storage,
-                   region=p.region, margin=p.pill_margin, workers=p.workers)
+                   region=p.region, margin=p.pill_margin, workers=p.workers, classes=classes)
     return packs
 
 
