@@ -32,7 +32,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"config"}),
     frozenset({"data"}),
     frozenset({"train", "infer"}),
-    frozenset({"serve", "export"}),
+    frozenset({"serve", "export", "enroll"}),
     frozenset({"eval"}),
     frozenset({"bench", "demo", "ops", "__main__"}),
 )

@@ -62,6 +62,11 @@ class ParityError(ModelError):
     tolerances (``export.parity``); the report next to the model has the numbers."""
 
 
+class EnrollError(PillsnapError):
+    """A drug cannot be enrolled, removed or rolled back (too few photos, no pill in one, a
+    K-code already known, another enrollment running); nothing was changed."""
+
+
 class ServerError(PillsnapError, RuntimeError):
     """A model server (tritonserver) cannot be found, fails to start or to load its models;
     the message carries the reason and the tail of the server's log."""

@@ -72,6 +72,7 @@ class Gallery:
     trained: int
     enrolled: tuple[Enrolled, ...] = ()
     version: int = 1
+    parent: int | None = None  # the version this one was made from (None: the export's own)
     # float64 copies for the arithmetic: a float32 sum of d products moves with the BLAS
     # kernel a batch size picks, and a pill near the threshold must not flip with its batch
     _means64: np.ndarray = field(init=False, repr=False, compare=False)
@@ -130,7 +131,11 @@ class Gallery:
     def distances(self, features: np.ndarray) -> np.ndarray:
         """(n, classes) squared Mahalanobis distances to every class mean, each divided by
         ``1 + 1/count`` (a mean of few photos is itself uncertain); inf for empty classes."""
-        g = self.whitened(features)
+        return self.whitened_distances(self.whitened(features))
+
+    def whitened_distances(self, g: np.ndarray) -> np.ndarray:
+        """``distances`` of features already whitened (``whitened``), (n, d)."""
+        g = np.asarray(g, dtype=np.float64).reshape(-1, self.dim)
         d2 = (g ** 2).sum(1)[:, None] - 2.0 * (g @ self._means64.T) + self._sq[None, :]
         counts = self.counts.astype(np.float64)
         with np.errstate(divide="ignore"):
@@ -149,7 +154,7 @@ class Gallery:
             self, k_codes=(*self.k_codes, entry.k_code),
             means=np.vstack([self.means, g.mean(0, keepdims=True)]),
             counts=np.append(self.counts, len(g)), enrolled=(*self.enrolled, entry),
-            version=self.version + 1)
+            version=self.version + 1, parent=self.version)
 
     def without(self, k_code: str) -> Gallery:
         """This gallery less the enrolled drug ``k_code`` (trained classes cannot go)."""
@@ -163,7 +168,7 @@ class Gallery:
             self, k_codes=tuple(c for c in self.k_codes if c != k_code),
             means=self.means[keep], counts=self.counts[keep],
             enrolled=tuple(e for e in self.enrolled if e.k_code != k_code),
-            version=self.version + 1)
+            version=self.version + 1, parent=self.version)
 
     # -------------------------------------------------------------------- the file
 
@@ -171,7 +176,8 @@ class Gallery:
         """Write atomically (a temporary file, then a rename); the file it replaces is kept
         under ``gallery_history/`` beside it (``rollback``)."""
         path = Path(path)
-        meta = {"format": FORMAT, "version": self.version, "trained": self.trained,
+        meta = {"format": FORMAT, "version": self.version, "parent": self.parent,
+                "trained": self.trained,
                 "enrolled": [dataclasses.asdict(e) for e in self.enrolled]}
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gallery-", suffix=".npz")
         try:
@@ -208,9 +214,10 @@ class Gallery:
             enrolled = tuple(Enrolled(e["k_code"], e["drug"], int(e["photos"]),
                                       tuple(e.get("digests", ())), str(e.get("added", "")))
                              for e in meta["enrolled"])
+            parent = meta.get("parent")
             return cls(tuple(str(k) for k in arrays["k_codes"]), arrays["means"],
                        arrays["counts"], arrays["whiten"], int(meta["trained"]), enrolled,
-                       int(meta["version"]))
+                       int(meta["version"]), None if parent is None else int(parent))
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, GalleryError):
                 raise GalleryError(f"{path}: {exc}") from None
