@@ -447,3 +447,25 @@ def test_cli_holdout_classes_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert json.loads(capsys.readouterr().out)["holdout_classes"] == 2
     assert len(load_holdout(out)) == 2
     assert main(["synth", "--out", str(tmp_path / "bad"), "--holdout-classes", "-1"]) == 2
+
+
+def test_held_out_drugs_can_have_training_photos_to_enroll_from(tmp_path: Path) -> None:
+    """``holdout_train_per_class``: the held-out drugs are photographed for the training
+    split too (the real data holds every drug there), still in no combination; the other
+    drugs' photos are the same files as without it."""
+    spec = dataclasses.replace(HOLDOUT, holdout_train_per_class=3)
+    out = tmp_path / "with"
+    generate(out, spec)
+    holdout = load_holdout(out)
+    seen: Counter[tuple[str, str, str]] = Counter()
+    for record in truth(out):
+        for pill in record["pills"]:
+            if pill["k_code"] in holdout:
+                seen[(pill["k_code"], record["split"], record["kind"])] += 1
+    assert seen == Counter({**{(k, "train", "single"): 3 for k in holdout},
+                            **{(k, "val", "single"): HOLDOUT.val_per_class for k in holdout}})
+    assert spec.images == HOLDOUT.images + 3 * 4
+    without = tmp_path / "without"
+    generate(without, HOLDOUT)
+    known = [p.relative_to(without) for p in sorted(without.rglob("*.png"))]
+    assert all((out / p).read_bytes() == (without / p).read_bytes() for p in known)

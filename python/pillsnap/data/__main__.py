@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="extra drugs drawn only into the validation split, never trained "
                             "on, to measure unknown-drug rejection (listed in "
                             "synth_holdout.json)")
+    synth.add_argument("--holdout-train-per-class", type=int, default=0, metavar="N",
+                       help="also N training photos of each held-out drug (to enroll it "
+                            "from); train with data.exclude_k_codes listing them")
     synth.add_argument("--train-per-class", type=int, default=20)
     synth.add_argument("--val-per-class", type=int, default=6)
     synth.add_argument("--combo-train", type=int, default=10)
@@ -114,6 +117,7 @@ def run_synth(args: argparse.Namespace, cfg: PillsnapConfig) -> int:
     from pillsnap.data.synth import SynthSpec, generate
 
     spec = SynthSpec(classes=args.classes, holdout_classes=args.holdout_classes,
+                     holdout_train_per_class=args.holdout_train_per_class,
                      train_per_class=args.train_per_class,
                      val_per_class=args.val_per_class, combo_train=args.combo_train,
                      combo_val=args.combo_val, width=args.size[0], height=args.size[1],

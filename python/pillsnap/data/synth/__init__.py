@@ -21,7 +21,10 @@ score line, so a model has to read imprints, as on the real data.
 only as validation single-pill photos, so an evaluation can measure whether the model rejects
 drugs it never learnt. ``synth_holdout.json`` lists them, each with ``twin_of``: the known
 drugs of its look-alike group (empty for a drug unlike every known one); read it with
-:func:`load_holdout`.
+:func:`load_holdout`. ``holdout_train_per_class`` also photographs them for the training
+split, as the real data holds every drug there: a pharmacy's photos to enroll them from
+(``python -m pillsnap.enroll``). The scan then indexes them like any drug, so a run holds
+them out with ``data.exclude_k_codes`` (``synth_holdout.json`` lists the codes).
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class SynthSpec:
     # Extra drugs photographed for validation singles only, never trained on nor in a
     # combination: the unknown drugs an open-set evaluation must reject.
     holdout_classes: int = 0
+    # training-split single photos of each held-out drug (0: none, validation only); the run
+    # must then exclude them (data.exclude_k_codes) to keep them unknown
+    holdout_train_per_class: int = 0
     train_per_class: int = 20  # single-pill training images per class
     val_per_class: int = 6  # single-pill validation images per class
     combo_train: int = 10  # combination images, training
@@ -102,7 +108,7 @@ class SynthSpec:
     @property
     def images(self) -> int:
         per_split = (self.train_per_class + self.val_per_class) * self.classes
-        held_out = self.val_per_class * self.holdout_classes
+        held_out = (self.val_per_class + self.holdout_train_per_class) * self.holdout_classes
         return per_split + held_out + self.combo_train + self.combo_val
 
 
@@ -114,7 +120,8 @@ def _spec_problems(spec: SynthSpec) -> Iterator[str]:
     if not _is_int(spec.classes) or not 1 <= spec.classes <= MAX_CLASSES:
         yield f"classes must be an integer in 1..{MAX_CLASSES}, got {spec.classes!r}"
     yield from _holdout_problems(spec)
-    for name in ("train_per_class", "val_per_class", "combo_train", "combo_val"):
+    for name in ("train_per_class", "val_per_class", "combo_train", "combo_val",
+                 "holdout_train_per_class"):
         value = getattr(spec, name)
         if not _is_int(value) or value < 0:
             yield f"{name} must be a non-negative integer, got {value!r}"
@@ -306,15 +313,22 @@ def plan_jobs(out: Path, spec: SynthSpec, catalog: list[Drug]) -> list[Job]:
         stems = StemAllocator(spec.width, spec.height)
         index = 0
         # Held-out drugs keep their K-code place among the validation singles, so a spec
-        # without them plans exactly as before.
+        # without them plans exactly as before; their training photos come last, after the
+        # combinations, so every other photo is drawn as without them.
         for drug in catalog if split == "val" else known:
             for _ in range(per_class):
                 shot = stems.draw(drug.k_code, rng)
                 jobs.append(Job(out, split, "single", index, spec.seed, (drug,), shot))
                 index += 1
-        for index, drugs in enumerate(_combo_drugs(n_combo, spec, known, rng)):
+        for combo, drugs in enumerate(_combo_drugs(n_combo, spec, known, rng)):
             shot = stems.draw(folder_name(drugs), rng)
-            jobs.append(Job(out, split, "combo", index, spec.seed, drugs, shot))
+            jobs.append(Job(out, split, "combo", combo, spec.seed, drugs, shot))
+        if split == "train":
+            for drug in (d for d in catalog if d.k_code in holdout):
+                for _ in range(spec.holdout_train_per_class):
+                    shot = stems.draw(drug.k_code, rng)
+                    jobs.append(Job(out, split, "single", index, spec.seed, (drug,), shot))
+                    index += 1
     return jobs
 
 
