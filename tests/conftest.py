@@ -4,6 +4,7 @@ model repositories written from it, and API servers over both backends."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -148,6 +149,57 @@ def many_export(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert recipe.detector is not None
     write_recipe(folder, recipe.replace(detector=replace(recipe.detector, conf=0.0005)))
     return folder
+
+
+# A drug the tiny model never saw, from another synthetic draw: photos and drug-table entry.
+NEW_DRUG = SynthSpec(classes=1, train_per_class=4, val_per_class=1, combo_train=0, combo_val=0,
+                     width=128, height=160, seed=99)
+
+
+@pytest.fixture(scope="session")
+def new_drug(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Photos (4 training, 1 validation), manifest and drug-table entry of a drug the test
+    model never saw."""
+    from pillsnap.data.scan import scan
+    from pillsnap.data.synth import generate
+
+    base = tmp_path_factory.mktemp("new-drug")
+    generate(base / "aihub", NEW_DRUG, workers=1)
+    scan(base / "aihub", base / "manifest", workers=1)
+    drugs = json.loads((base / "manifest" / "drugs.json").read_text(encoding="utf-8"))
+    [k_code] = drugs
+    return {"k_code": k_code, "photos": sorted((base / "aihub").rglob("TS_*/*/*.png")),
+            "val": sorted((base / "aihub").rglob("VS_*/*/*.png")),
+            "drugs": base / "manifest" / "drugs.json", "manifest": base / "manifest",
+            "root": base / "aihub", "entry": drugs[k_code]}
+
+
+@pytest.fixture
+def one_box_export(many_export: Path, new_drug: dict[str, Any]) -> Callable[[Path], Path]:
+    """``one_box_export(folder)``: a copy of the export whose detector keeps its one best
+    box on every photo (the three-epoch detector scores everything alike, under 0.25: at
+    0.0005 it boxes 6 places), and whose open-set threshold the new drug's first training
+    photo misses by a hair (the tiny model's scores mean little: tests check mechanisms)."""
+    from dataclasses import replace
+
+    from pillsnap.export.metadata import write_recipe
+    from pillsnap.infer.bundle import read_recipe
+    from pillsnap.infer.pipeline import OnnxPipeline
+
+    def make(folder: Path) -> Path:
+        shutil.copytree(many_export, folder)
+        recipe = read_recipe(folder)
+        assert recipe.detector is not None and recipe.open_set is not None
+        recipe = recipe.replace(detector=replace(recipe.detector, max_det=1))
+        write_recipe(folder, recipe)
+        score = OnnxPipeline.open(folder).predict(
+            new_drug["photos"][0].read_bytes())["pills"][0]["open_set_score"]
+        assert new_drug["k_code"] not in recipe.k_codes
+        write_recipe(folder, recipe.replace(open_set=replace(recipe.open_set,
+                                                             threshold=score + 1)))
+        return folder
+
+    return make
 
 
 @pytest.fixture(scope="session")

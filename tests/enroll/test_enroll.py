@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,49 +26,12 @@ import pytest
 
 from api_helpers import AUTH
 from pillsnap.contract.gallery import GALLERY_FILE, Gallery
-from pillsnap.data.synth import SynthSpec, generate
 from pillsnap.enroll import actions
 from pillsnap.enroll.__main__ import main
 from pillsnap.enroll.store import LOG_FILE, Stores
-from pillsnap.export.metadata import write_recipe
 from pillsnap.infer.bundle import read_recipe
 from pillsnap.infer.pipeline import OnnxPipeline
 from pillsnap.serve.triton_server import TritonLaunch, TritonServer
-
-NEW_DRUG = SynthSpec(classes=1, train_per_class=4, val_per_class=1, combo_train=0, combo_val=0,
-                     width=128, height=160, seed=99)
-
-
-@pytest.fixture(scope="module")
-def new_drug(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Photos and the drug-table entry of a drug the test model never saw."""
-    from pillsnap.data.scan import scan
-
-    base = tmp_path_factory.mktemp("new-drug")
-    generate(base / "aihub", NEW_DRUG, workers=1)
-    scan(base / "aihub", base / "manifest", workers=1)
-    drugs = json.loads((base / "manifest" / "drugs.json").read_text(encoding="utf-8"))
-    [k_code] = drugs
-    photos = sorted((base / "aihub").rglob("TS_*/*/*.png"))
-    return {"k_code": k_code, "photos": photos, "drugs": base / "manifest" / "drugs.json",
-            "entry": drugs[k_code]}
-
-
-def _one_box_export(many_export: Path, folder: Path, new_drug: dict[str, Any]) -> Path:
-    """A copy of the export whose detector keeps its one best box on every photo (the
-    three-epoch detector scores everything alike, under 0.25: at 0.0005 it boxes 6 places),
-    and whose open-set threshold the new drug's first photo misses by a hair before
-    enrollment."""
-    shutil.copytree(many_export, folder)
-    recipe = read_recipe(folder)
-    assert recipe.detector is not None
-    recipe = recipe.replace(detector=replace(recipe.detector, max_det=1))
-    write_recipe(folder, recipe)
-    score = OnnxPipeline.open(folder).predict(
-        new_drug["photos"][0].read_bytes())["pills"][0]["open_set_score"]
-    assert recipe.open_set is not None and new_drug["k_code"] not in recipe.k_codes
-    write_recipe(folder, recipe.replace(open_set=replace(recipe.open_set, threshold=score + 1)))
-    return folder
 
 
 def _enroll(*args: str) -> subprocess.CompletedProcess[str]:
@@ -115,9 +77,9 @@ def _check_round_trip(url: str, export: Path, new_drug: dict[str, Any],
 
 
 def test_the_embedded_api_answers_an_enrolled_drug_without_a_restart(
-        many_export: Path, new_drug: dict[str, Any], api_launcher: Callable[..., Any],
-        tmp_path: Path) -> None:
-    export = _one_box_export(many_export, tmp_path / "export", new_drug)
+        one_box_export: Callable[[Path], Path], new_drug: dict[str, Any],
+        api_launcher: Callable[..., Any], tmp_path: Path) -> None:
+    export = one_box_export(tmp_path / "export")
     with api_launcher(tmp_path, "--model-path", str(export)) as server:
         _check_round_trip(server.url, export, new_drug)
     listing = actions.listing(export)
@@ -132,11 +94,12 @@ def test_the_embedded_api_answers_an_enrolled_drug_without_a_restart(
 
 @pytest.mark.slow
 def test_triton_answers_an_enrolled_drug_without_a_reload(
-        many_export: Path, new_drug: dict[str, Any], api_launcher: Callable[..., Any],
-        triton_launch: Callable[..., TritonLaunch], tmp_path: Path) -> None:
+        one_box_export: Callable[[Path], Path], new_drug: dict[str, Any],
+        api_launcher: Callable[..., Any], triton_launch: Callable[..., TritonLaunch],
+        tmp_path: Path) -> None:
     from pillsnap.export.__main__ import main as export_main
 
-    export = _one_box_export(many_export, tmp_path / "export", new_drug)
+    export = one_box_export(tmp_path / "export")
     repository = tmp_path / "triton_models"
     assert export_main(["--triton", "--from", str(export), "--out", str(repository),
                         "triton.cpu_threads=1"]) == 0
@@ -158,8 +121,8 @@ def test_triton_answers_an_enrolled_drug_without_a_reload(
 
 
 @pytest.fixture
-def guarded(many_export: Path, new_drug: dict[str, Any], tmp_path: Path) -> Path:
-    return _one_box_export(many_export, tmp_path / "export", new_drug)
+def guarded(one_box_export: Callable[[Path], Path], tmp_path: Path) -> Path:
+    return one_box_export(tmp_path / "export")
 
 
 def _unchanged(export: Path, gallery: bytes) -> bool:

@@ -99,7 +99,7 @@ def test_combination_figures(report: dict[str, Any]) -> None:
     assert combo["map50_95"] == pytest.approx(0.8)  # every hit is an exact box
     assert (combo["photos"], combo["pills"], combo["extra_boxes"]) == (2, 5, 1)
     assert combo["pill_recall"] == pytest.approx(4 / 5)
-    assert combo["identified"] == pytest.approx(3 / 5)
+    assert combo["identified"] == pytest.approx(3 / 5) and combo["known_pills"] == 5
     assert combo["all_right_photos"] == pytest.approx(1 / 2)
 
 
@@ -116,15 +116,40 @@ def test_selective_prediction_and_calibration(report: dict[str, Any]) -> None:
 def test_unknown_drug_figures(report: dict[str, Any]) -> None:
     open_set = report["open_set"]
     assert (open_set["known_pills"], open_set["unknown_pills"]) == (7, 3)
-    # known scores 5, 3, 6, 7, 2.5, 8, 9 against the distinct unknowns 1 and 4: 12 of 14
-    assert open_set["auroc"] == pytest.approx(12 / 14)
+    # known scores 5, 3, 6, 7, 2.5, 8, 9 against the unknowns 1, 4 and 2: 19 of 21
+    assert open_set["auroc"] == pytest.approx(19 / 21)
+    lo, hi = open_set["auroc_ci95"]  # photos resampled: an interval around it
+    assert 0.5 <= lo <= open_set["auroc"] <= hi <= 1.0 and hi - lo > 0.05
     # accepting 95% of 7 known pills takes all 7 (threshold 2.5): it lets 4 through
-    assert open_set["far_at_tar95"] == 0.5 and open_set["threshold_at_tar"] == 2.5
-    assert open_set["distinct"] == {"pills": 2, "flagged_unknown": 1, "no_answer": 0,
-                                    "named_confidently": 1, "named_confidently_share": 0.5}
+    assert open_set["far_at_tar95"] == pytest.approx(1 / 3)
+    assert open_set["threshold_at_tar"] == 2.5
+    assert open_set["distinct_separation"]["auroc"] == pytest.approx(12 / 14)
+    assert open_set["twins_separation"]["auroc"] == pytest.approx(7 / 7)
+    assert open_set["distinct"] == {"pills": 2, "flagged_unknown": 1, "flagged_share": 0.5,
+                                    "no_answer": 0, "named_confidently": 1,
+                                    "named_confidently_share": 0.5}
     # the twin was named, but under serve.low_confidence: not a confident wrong name
     assert open_set["twins"]["named_confidently"] == 0 and open_set["twins"]["pills"] == 1
+    assert open_set["all_unknown"]["named_confidently_share"] == pytest.approx(1 / 3)
     assert open_set["known_flagged_unknown"] == pytest.approx(1 / 7)
+    # per unknown drug, worst first; the leak names both drugs with their looks
+    assert [(d["k_code"], d["auroc"], d["named_as"]) for d in open_set["per_drug"]] == [
+        ("K-Y", pytest.approx(5 / 7), "K-A"), ("K-X", 1.0, None), ("K-Z", 1.0, None)]
+    [leak] = open_set["leaks"]
+    assert leak["true"]["k_code"] == "K-Y" and leak["named"] == {
+        "k_code": "K-A", "name": "가정", "shape": None, "colors": [], "imprints": [None, None],
+        "material": None, "company": None}
+    assert leak["count"] == 1 and leak["confidence_mean"] == 0.97
+
+
+def test_every_pill_s_outcome_known_and_unknown_apart(report: dict[str, Any]) -> None:
+    pills = report["pills"]
+    # known: s1 right, s2 flagged (wrong), s3 right, c1: a right, b wrong, c missed;
+    # c2: both right -> 5 of 8 identified; unknown: u1 flagged, u2 and u3 not
+    assert pills["known"] == {"pills": 8, "identified": 5 / 8, "flagged_unknown": 1 / 8,
+                              "wrong_drug": 1 / 8, "not_found": 1 / 8}
+    assert pills["unknown"] == {"pills": 3, "flagged_unknown": 1 / 3, "not_found": 0.0}
+    assert pills["total"] == 11 and pills["right_answers"] == pytest.approx(6 / 11)
 
 
 def test_latency_classes_and_targets(report: dict[str, Any]) -> None:
@@ -138,6 +163,9 @@ def test_latency_classes_and_targets(report: dict[str, Any]) -> None:
          "predicted_name": "가정"}]
     verdicts = {t["name"]: t["pass"] for t in report["targets"]}
     assert verdicts == {"single top-1": False, "combo mAP@0.5": False,
+                        "combo known pills identified": False, "open-set AUROC": False,
+                        "unknown pills named with no flag": False,
+                        "known pills flagged unknown": False,
                         "single p95 latency ms": True, "combo p95 latency ms": False}
 
 
@@ -148,8 +176,8 @@ def test_the_embedded_runner_s_score_comparison(served: list[Served]) -> None:
     report = build_report(served, backend="embedded", low_confidence=0.5,
                           targets=TargetsConfig())
     scores = report["open_set"]["scores"]
-    assert scores["max_logit"]["auroc"] == pytest.approx(12 / 14)
-    assert scores["energy"]["auroc"] == pytest.approx(2 / 14)  # the same order, reversed
+    assert scores["max_logit"]["auroc"] == pytest.approx(19 / 21)
+    assert scores["energy"]["auroc"] == pytest.approx(2 / 21)  # the same order, reversed
 
 
 def test_agreement_and_written_files(served: list[Served], report: dict[str, Any],

@@ -333,6 +333,15 @@ class MeasurementConfig(Section):
 class TargetsConfig(Section):
     single_top1: float = 0.92
     combo_map50: float = 0.85
+    # the known pills of combination photos found and named right (boxes alone can pass
+    # mAP with the wrong drugs in them)
+    combo_identified: float = 0.85
+    # unknown drugs (outside the class index): the served score's AUROC, and the shares of
+    # unknown pills named with no flag and of known pills flagged unknown
+    open_set_auroc: float = 0.95
+    unknown_named_max: float = 0.05
+    known_flagged_max: float = 0.05
+    enrolled_top1: float = 0.90  # drugs enrolled from 5 photos (python -m pillsnap.eval --enroll)
     p95_latency_ms: float = 150.0
     measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
 

@@ -7,12 +7,15 @@
     python -m pillsnap.demo --profile lookalike  # drugs told apart by imprint alone (longer)
 
 Stages: a synthetic dataset in the exact AIHub layout -> scan -> packs and the YOLO view ->
-the classifier and the detector trained with the demo configs -> ONNX export with parity
-checks and the Triton repository -> the API (embedded ONNX Runtime by default) -> a real
-``/predict`` for a validation single-pill photo and a combination photo, printed next to
-their true K-codes. The server then keeps running (the web page's URL and the one-off API
-key are printed) until Ctrl-C, unless ``--stop``. ``<out>/demo_result.json`` keeps the
-answers and the stage times.
+the classifier and the detector trained with the demo configs (a few drugs held out with
+``data.exclude_k_codes``) -> ONNX export with parity checks and the Triton repository -> the
+API (embedded ONNX Runtime by default) -> a real ``/predict`` for a validation single-pill
+photo, a combination photo and a photo of a held-out drug, printed next to their true
+K-codes -> the evaluation of every validation photo (with drugs enrolled from 1, 5 and 10
+photos in copies of the export) -> the held-out drug enrolled from its training photos with
+``python -m pillsnap.enroll`` while the server runs, and its photo asked about again. The
+server then keeps running (the web page's URL and the one-off API key are printed) until
+Ctrl-C, unless ``--stop``. ``<out>/demo_result.json`` keeps the answers and the stage times.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -80,10 +84,15 @@ def run(args: argparse.Namespace) -> int:
         results = stage("POST /predict for validation photos",
                         lambda: _predictions(cfg, servers.url, servers.key))
         evaluation = stage("evaluate the served pipeline on every validation photo",
-                           lambda: _evaluate(cfg, servers.triton_url))
+                           lambda: _evaluate(cfg, servers.triton_url,
+                                             PROFILES[args.profile].enroll))
+        enrolled = stage("enroll the held-out drug from its training photos, ask again",
+                         lambda: _enroll_and_ask(cfg, out, servers, results.get("unknown"),
+                                                 triton=args.triton, env=env))
         record = {"profile": args.profile, "backend": "triton" if args.triton else "embedded",
                   "stages_s": stage.times, "data": data, "training": trained,
-                  "export": exported, "predictions": results, "evaluation": evaluation}
+                  "export": exported, "predictions": results, "evaluation": evaluation,
+                  "enrollment": enrolled}
         (out / "demo_result.json").write_text(json.dumps(record, indent=2, ensure_ascii=False)
                                               + "\n", encoding="utf-8")
         print("== stage times: " + ", ".join(f"{n} {t:.1f} s" for n, t in stage.times.items()))
@@ -117,18 +126,77 @@ def _predictions(cfg: Any, url: str, key: str) -> dict[str, Any]:
     return results
 
 
-def _evaluate(cfg: Any, triton_url: str | None) -> dict[str, Any]:
+def _evaluate(cfg: Any, triton_url: str | None, enroll: tuple[int, ...]) -> dict[str, Any]:
     """``python -m pillsnap.eval`` on the validation split (held-out drugs included), through
-    the backend the demo serves with (Triton when ``triton_url``); prints its summary."""
+    the backend the demo serves with (Triton when ``triton_url``), and the held-out drugs
+    enrolled from ``enroll`` photos each (in copies of the export); prints its summary."""
     from pillsnap.eval.__main__ import evaluate
     from pillsnap.eval.output import summary_text
 
-    reports = evaluate(cfg, export=None if triton_url else Path(cfg.export.out_dir),
-                       triton_url=triton_url, progress=False)
+    export = Path(cfg.export.out_dir)
+    reports = evaluate(cfg, export=None if triton_url else export, triton_url=triton_url,
+                       progress=False, enroll=enroll if not triton_url else None)
     report = next(iter(reports.values()))
+    if triton_url:  # the enrollment measure needs the export folder: in-process, apart
+        from pillsnap.eval.enrolled import enrolled_report
+        from pillsnap.eval.report import enrolled_targets
+        from pillsnap.eval.samples import load_samples
+
+        known, _ = _served(cfg)
+        samples = load_samples(Path(cfg.data.manifest_dir), Path(cfg.data.root), "val",
+                               known=set(known))
+        report["enrolled"] = enrolled_report(cfg, export, samples, shots=enroll)
+        report["targets"] += enrolled_targets(report["enrolled"], cfg.targets)
     print("   " + summary_text(report).replace("\n", "\n   "))
-    return {k: report[k] for k in ("single", "combo", "targets")} | {
+    keep = ("single", "combo", "pills", "targets", "enrolled")
+    return {k: report[k] for k in keep if k in report} | {
         "open_set": {k: v for k, v in report["open_set"].items() if k != "scores"}}
+
+
+def _served(cfg: Any) -> tuple[tuple[str, ...], Any]:
+    from pillsnap.eval.__main__ import _served_classes
+
+    return _served_classes(cfg, Path(cfg.export.out_dir))
+
+
+def _enroll_and_ask(cfg: Any, out: Path, servers: Servers, unknown: dict[str, Any] | None, *,
+                    triton: bool, env: dict[str, str]) -> dict[str, Any]:
+    """The held-out drug of the ``unknown`` prediction enrolled from its training photos
+    with ``python -m pillsnap.enroll`` (the export and, with ``--triton``, the repository)
+    while the API runs, then its validation photo (never used to enroll) asked about again."""
+    from pillsnap.demo import live
+
+    if unknown is None:
+        print("   no photo of a held-out drug in the validation split: nothing to enroll")
+        return {}
+    code = unknown["truth"][0]
+    photos = live.training_photos(cfg, code)
+    command = [sys.executable, "-m", "pillsnap.enroll", "--cfg", str(out / "config.yaml"),
+               "--export", str(cfg.export.out_dir), "--k-code", code, "--drugs",
+               str(Path(cfg.data.manifest_dir) / "drugs.json"), *map(str, photos),
+               *(["--triton-repo", str(cfg.triton.repository)] if triton else [])]
+    print(f"   $ python -m pillsnap.enroll --export {cfg.export.out_dir} --k-code {code} "
+          f"... ({len(photos)} training photos{', --triton-repo' if triton else ''})")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                          timeout=600)
+    if done.returncode != 0:
+        print(f"   enrollment refused: {done.stderr.strip().splitlines()[-1]}")
+        return {"k_code": code, "enrolled": False, "error": done.stderr[-2000:]}
+    report = json.loads(done.stdout)
+    for note in report["notes"]:
+        print(f"   note: {note}")
+    photo = Path(unknown["photo"])
+    answer = live.compare(live.predict(servers.url, servers.key, photo, "single"), [code])
+    mark = "OK " if answer["match"] and not any(p["unknown"] for p in answer["pills"]) \
+        else "MISS"
+    print(f"   [{mark}] single {photo.name} (the same validation photo, now)")
+    for pill in answer["pills"]:
+        state = "unknown drug (nearest known)" if pill["unknown"] else "predicted"
+        print(f"          {state} {pill['k_code']} {pill['name']} (EDI {pill['edi_code']}, "
+              f"confidence {pill['confidence']:.2f})")
+    return {"k_code": code, "enrolled": True, "photos": len(photos),
+            "gallery_version": report["version"], "notes": report["notes"],
+            "answer": answer}
 
 
 def _serve_until_interrupted(servers: Servers) -> None:

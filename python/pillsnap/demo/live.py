@@ -129,3 +129,10 @@ def compare(answer: dict[str, Any], truth: list[str], *, unknown: bool = False) 
                        "bbox": p.get("bbox")} for p in answer["pills"]],
             "recommend_combo": answer.get("recommend_combo"),
             "timing_ms": answer["timing_ms"].get("total")}
+
+
+def training_photos(cfg: PillsnapConfig, k_code: str) -> list[Path]:
+    """The training split's single-pill photos of ``k_code`` (a held-out drug's, to enroll
+    it from), in manifest order."""
+    return [Path(cfg.data.root) / row.path for row in read_manifest(Path(cfg.data.manifest_dir))
+            if row.split == "train" and row.kind == "single" and row.pills[0].k_code == k_code]

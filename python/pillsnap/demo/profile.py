@@ -29,11 +29,16 @@ CONFIGS = Path(pillsnap.__file__).resolve().parents[2] / "configs"
 class Profile:
     synth: SynthSpec
     overrides: tuple[str, ...]  # dotted config keys over the demo configs
+    # the evaluation's enrollment measure: held-out drugs enrolled from this many photos each
+    enroll: tuple[int, ...] = (1, 5, 10)
 
 
-# The held-out drugs (never trained on) that every profile adds: the evaluation at the end
-# of the demo measures whether the answers flag them as unknown rather than naming them.
+# The held-out drugs (never trained on: data.exclude_k_codes lists them) that every profile
+# adds: the evaluation at the end of the demo measures whether the answers flag them as
+# unknown rather than naming them, then one is enrolled from its training photos
+# (holdout_train_per_class) and asked about again.
 HOLDOUT = 4
+HOLDOUT_TRAIN = 10
 
 PROFILES = {
     # The default: held to about 10 minutes on 2 plain x86 cores (no AVX-512, fp32). Its 12
@@ -43,7 +48,8 @@ PROFILES = {
     # follow); a fast CPU or a GPU runs every epoch.
     "full": Profile(SynthSpec(classes=12, train_per_class=120, val_per_class=20,
                               combo_train=120, combo_val=30, width=488, height=640, seed=0,
-                              lookalikes=False, holdout_classes=HOLDOUT),
+                              lookalikes=False, holdout_classes=HOLDOUT,
+                              holdout_train_per_class=HOLDOUT_TRAIN),
                     ("train.epochs=12", "train.max_minutes=3.5",
                      "models.detector.image_size=224", "train.det.epochs=30",
                      "train.det.batch_size=8", "train.det.warmup_epochs=1",
@@ -54,19 +60,29 @@ PROFILES = {
     # near twins of trained ones
     "lookalike": Profile(SynthSpec(classes=12, train_per_class=240, val_per_class=20,
                                    combo_train=120, combo_val=30, width=488, height=640,
-                                   seed=0, holdout_classes=HOLDOUT), ()),
+                                   seed=0, holdout_classes=HOLDOUT,
+                                   holdout_train_per_class=HOLDOUT_TRAIN), ()),
     # CI: 4 drugs that each look different, small photos, short training; still real
     # training and real answers
     "quick": Profile(SynthSpec(classes=4, train_per_class=30, val_per_class=5,
                                combo_train=64, combo_val=8, pills_per_combo=(2, 3),
                                width=244, height=320, seed=0, lookalikes=False,
-                               holdout_classes=2),
+                               holdout_classes=2, holdout_train_per_class=6),
                      ("train.epochs=6", "models.classifier.image_size=64",
                       "pack.short_side=96", "models.detector.image_size=224",
                       "train.det.epochs=100", "train.det.batch_size=8",
                       "train.det.patience=20", "train.det.warmup_epochs=1",
-                      "train.max_minutes=1.5", "train.det.max_minutes=2.5")),
+                      "train.max_minutes=1.5", "train.det.max_minutes=2.5"), enroll=(1, 3)),
 }
+
+
+def held_out(spec: SynthSpec) -> list[str]:
+    """The K-codes the profile's data holds out (the generator's draw, known in advance)."""
+    from pillsnap.data.synth import build_catalog, choose_holdout
+
+    catalog = build_catalog(spec.classes + spec.holdout_classes, spec.seed,
+                            lookalikes=spec.lookalikes)
+    return sorted(choose_holdout(catalog, spec.holdout_classes))
 
 
 def demo_config(out: Path, profile: str, extra: tuple[str, ...] = ()) -> PillsnapConfig:
@@ -88,6 +104,7 @@ def demo_config(out: Path, profile: str, extra: tuple[str, ...] = ()) -> Pillsna
                        "pack.out_dir": out / "packs", "export.out_dir": out / "export",
                        "triton.repository": out / "triton_models"}.items():
         set_dotted(raw, key, str(value))
+    set_dotted(raw, "data.exclude_k_codes", held_out(PROFILES[profile].synth))
     path = out / "config.base.yaml"
     out.mkdir(parents=True, exist_ok=True)
     import yaml

@@ -13,6 +13,7 @@ from pillsnap.data.synth import SynthSpec
 
 def make_data(cfg: PillsnapConfig, spec: SynthSpec, workers: int) -> dict[str, Any]:
     """Synthetic AIHub tree -> manifest -> train/val packs (pill crops) + the YOLO view."""
+    from pillsnap.data.classes import training_classes
     from pillsnap.data.pack import build_pack
     from pillsnap.data.scan import scan
     from pillsnap.data.synth import generate
@@ -23,10 +24,11 @@ def make_data(cfg: PillsnapConfig, spec: SynthSpec, workers: int) -> dict[str, A
     synth = generate(root, spec, workers=workers)
     result = scan(root, manifest, workers=workers)
     p = cfg.pack
+    classes = training_classes(cfg)  # the held-out drugs left out
     records = {split: build_pack(manifest, root, packs / f"{split}.pack", split=split,
                                  short_side=p.short_side, quality=p.jpeg_quality,
                                  storage=p.storage, region=p.region, margin=p.pill_margin,
-                                 workers=workers)["records"]
+                                 workers=workers, classes=classes)["records"]
                for split in ("train", "val")}
     view = write_yolo_view(manifest, root, packs / "yolo",
                            image_size=cfg.models.detector.image_size, workers=workers)

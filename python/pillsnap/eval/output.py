@@ -15,7 +15,7 @@ from typing import Any
 
 from pillsnap.eval import plots
 from pillsnap.eval.collect import Served
-from pillsnap.eval.report import SELECTIVE_TARGET
+from pillsnap.eval.report import SELECTIVE_TARGET, answered_pills
 
 REPORT_FILE = "eval_report.json"
 SUMMARY_FILE = "eval_summary.md"
@@ -58,14 +58,13 @@ def write_outputs(report: dict[str, Any], served: list[Served], out: Path,
 
 
 def _served_scores(served: list[Served]) -> tuple[list[float], list[float]]:
+    """The served score of every answered pill, single and combination photos alike."""
     known: list[float] = []
     unknown: list[float] = []
-    for s in served:
-        if s.error is not None or s.sample.kind == "combo" or not s.pills:
-            continue
-        score = s.pills[0].get("open_set_score")
+    for a in answered_pills([s for s in served if s.error is None]):
+        score = a.pill.get("open_set_score") if a.pill is not None else None
         if score is not None:
-            (known if s.sample.pills[0].known else unknown).append(float(score))
+            (known if a.truth.known else unknown).append(float(score))
     return known, unknown
 
 
@@ -75,7 +74,19 @@ def summary_text(report: dict[str, Any]) -> str:
     photos = report["photos"]
     lines.append(f"{photos['total']} photos ({photos['single']} single-pill, {photos['combo']} "
                  f"combination), {len(photos['failed'])} failed.")
-    single, combo = report["single"], report["combo"]
+    single, combo, pills = report["single"], report["combo"], report["pills"]
+    if pills["total"]:
+        known, unknown = pills["known"], pills["unknown"]
+        lines += ["", "## Every pill",
+                  f"- right answers {pills['right_answers']:.3f} of {pills['total']} pills "
+                  "(a known drug named, an unknown one flagged)",
+                  f"- known drugs ({known['pills']}): identified {known['identified']:.3f}, "
+                  f"flagged unknown {known['flagged_unknown']:.3f}, another drug named "
+                  f"{known['wrong_drug']:.3f}, not found {known['not_found']:.3f}"]
+        if unknown["pills"]:
+            lines.append(f"- unknown drugs ({unknown['pills']}): flagged unknown "
+                         f"{unknown['flagged_unknown']:.3f}, not found "
+                         f"{unknown['not_found']:.3f}")
     if single["photos"]:
         top_k = next(k for k in single if k.startswith("top") and k != "top1")
         lines += ["", "## Single-pill photos (known drugs)",
@@ -85,12 +96,15 @@ def summary_text(report: dict[str, Any]) -> str:
     if combo["photos"]:
         lines += ["", "## Combination photos",
                   f"- mAP@0.5 {combo['map50']:.3f}, mAP@0.5:0.95 {combo['map50_95']:.3f}",
-                  f"- pills found {combo['pill_recall']:.3f}, identified "
-                  f"{combo['identified']:.3f} of {combo['pills']}; photos all right "
-                  f"{combo['all_right_photos']:.3f}; extra boxes {combo['extra_boxes']}"]
+                  f"- pills found {combo['pill_recall']:.3f} of {combo['pills']}; known pills "
+                  f"identified {combo['identified']:.3f} of {combo['known_pills']}; photos all "
+                  f"right {combo['all_right_photos']:.3f}; extra boxes {combo['extra_boxes']}"]
     lines += ["", "## Confidence", *_selective_lines(report["selective"])]
     lines += ["", "## Unknown drugs (not in the class index)", *_open_set_lines(
         report["open_set"])]
+    if "enrolled" in report:
+        lines += ["", "## Drugs enrolled without retraining", *_enrolled_lines(
+            report["enrolled"])]
     lines += ["", "## Latency (ms, per photo as the caller saw it)"]
     for pipeline, lat in report["latency_ms"].items():
         stages = ", ".join(f"{k} {v:.1f}" for k, v in lat["stages_p50"].items())
@@ -123,13 +137,24 @@ def _selective_lines(selective: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _auroc(sep: dict[str, Any]) -> str:
+    ci = sep.get("auroc_ci95")
+    interval = f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+    return (f"AUROC {sep['auroc']:.3f}{interval}, false accepts at 95% known accepted "
+            f"{sep['far_at_tar95']:.3f}")
+
+
 def _open_set_lines(open_set: dict[str, Any]) -> list[str]:
     if not open_set["unknown_pills"]:
         return [f"- {open_set['note']}"]
     lines = []
     if "auroc" in open_set:
-        lines.append(f"- served score: AUROC {open_set['auroc']:.3f}, false accepts at 95% "
-                     f"known accepted {open_set['far_at_tar95']:.3f}")
+        lines.append(f"- served score, all {open_set['unknown_pills']} unknown pills: "
+                     f"{_auroc(open_set)}")
+        for name in ("distinct", "twins"):
+            sep = open_set[f"{name}_separation"]
+            if sep["unknown"]:
+                lines.append(f"  - {name}: {_auroc(sep)}")
     for name in ("distinct", "twins"):
         group = open_set[name]
         if group["pills"]:
@@ -137,7 +162,47 @@ def _open_set_lines(open_set: dict[str, Any]) -> list[str]:
                          f" flagged unknown, {group['named_confidently']} named as a known drug"
                          f" with no flag ({group['named_confidently_share']:.1%})")
     lines.append(f"- known pills flagged unknown: {open_set['known_flagged_unknown']:.1%}")
+    worst = [d for d in open_set.get("per_drug", []) if d["auroc"] < 1.0][:5]
+    if worst:
+        lines.append("- worst unknown drugs: " + "; ".join(
+            f"{d['k_code']} {d['name'] or ''} AUROC {d['auroc']:.3f}"
+            + (f", named {d['named_as']} {d['named_confidently']}x" if d["named_as"] else "")
+            for d in worst))
+    for leak in open_set.get("leaks", [])[:5]:
+        true, named = leak["true"], leak["named"]
+        lines.append(f"- leak: {true['k_code']} {true['name'] or ''} ({_look(true)}) named "
+                     f"{named['k_code']} {named['name'] or ''} ({_look(named)}) "
+                     f"{leak['count']}x, confidence {leak['confidence_mean']:.2f}")
+    framing = open_set.get("framing")
+    if framing:
+        lines.append(f"- framing: labelled boxes {_auroc(framing['labelled_boxes'])}; "
+                     f"detector boxes {_auroc(framing['detector_boxes'])}; box IoU median "
+                     f"{_num(framing['iou_median'])}, feature cosine median "
+                     f"{_num(framing['feature_cosine_median'])}")
     for kind, sep in open_set.get("scores", {}).items():
         lines.append(f"- score {kind}: AUROC {sep['auroc']:.3f}, false accepts "
                      f"{sep['far_at_tar95']:.3f}")
+    return lines
+
+
+def _look(drug: dict[str, Any]) -> str:
+    imprints = "/".join(i for i in drug["imprints"] if i) or "no imprint"
+    parts = [drug.get("shape") or "?", "+".join(drug["colors"]) or "?", imprints]
+    if drug.get("material"):
+        parts.append(drug["material"])
+    return ", ".join(parts)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _enrolled_lines(enrolled: dict[str, Any]) -> list[str]:
+    lines = []
+    for row in enrolled["shots"]:
+        lines.append(f"- {row['photos']} photo(s) each, {row['drugs']} drugs: enrolled top-1 "
+                     f"{row['top1']:.3f} over {row['pills']} unseen photos; known top-1 "
+                     f"{row['known_top1']:.3f} ({row['known_change']:+.3f} from before)")
+    for skipped in enrolled.get("skipped", [])[:5]:
+        lines.append(f"- not enrolled: {skipped}")
     return lines

@@ -98,14 +98,22 @@ def plot_reliability(calib: dict[str, Any], path: str | Path) -> Path | None:
     accuracy = [0.0 if a is None else float(a) for a in calib.get("accuracy", [])]
     ax = figure.add_subplot()
     if accuracy:
-        ax.bar(lefts, accuracy, width=widths, align="edge", edgecolor="black",
-               linewidth=0.5, alpha=0.8, label="accuracy in bin")
+        bars = ax.bar(lefts, accuracy, width=widths, align="edge", edgecolor="black",
+                      linewidth=0.5, alpha=0.8, label="accuracy in bin")
+        # how many answers each bar stands on: a bar of 3 says little
+        for bar, count in zip(bars, counts, strict=False):
+            if count:
+                ax.annotate(str(count), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            xytext=(0, 2), textcoords="offset points", ha="center",
+                            va="bottom", fontsize="x-small")
     ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", label="perfect calibration")
-    ax.set(title=f"Reliability (ECE {float(calib.get('ece', 0.0)):.3f}, "
-                 f"{sum(counts)} samples)",
-           xlabel="confidence", ylabel="accuracy", xlim=(0.0, 1.0), ylim=(0.0, 1.0))
+    ax.set_title(f"Reliability (ECE {float(calib.get('ece', 0.0)):.3f}, {sum(counts)} "
+                 "samples; answers per bin above the bars)", fontsize="small", pad=24)
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0.0, 1.0), ylim=(0.0, 1.08))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    # above the axes, where no bar can be
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="x-small",
+              frameon=False)
     return _save(figure, path)
 
 

@@ -12,10 +12,14 @@ What each figure counts (tests/eval/test_report.py checks every one on hand-made
   when every pill is identified and no box is left over;
 - identification answers (single photos, and combo boxes matched to a known pill) feed the
   selective-prediction curve, the calibration and the worst classes;
-- open set: a pill whose K-code is not in the served class index is unknown; its answer is
-  right when flagged ``unknown``. A *confident wrong name* is an unknown pill answered with
-  neither ``unknown`` nor ``low_confidence``. Near twins (synthetic look-alikes of a known
-  drug) are counted apart.
+- every labelled pill, known or not (``pills``): a known pill is *identified* when its
+  answer names it and does not flag it unknown, an unknown pill is answered right when it
+  is flagged ``unknown``; ``right_answers`` counts both (the share of pills a user got the
+  right answer for), known and unknown pills are reported apart;
+- combination photos: *identified* counts the known pills, *all right* photos have every
+  known pill identified, every unknown one flagged and no box left over;
+- open set (``pillsnap.eval.open_set``): AUROC with its bootstrap interval, per unknown
+  drug, the leaks with both drugs' looks, the labelled-box framing against the detector's.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from pillsnap.config.schema import TargetsConfig
 from pillsnap.contract import ops
 from pillsnap.eval import metrics
 from pillsnap.eval.collect import Served
+from pillsnap.eval.open_set import open_set_report
 from pillsnap.eval.samples import TruthPill
 
 SELECTIVE_TARGET = 0.99  # the accuracy a confidence threshold is sought for
-OPEN_SET_TAR = 0.95  # the known-pill acceptance at which the false-accept rate is read
 CURVE_POINTS = 101  # risk-coverage points kept in the JSON report
 
 
@@ -44,6 +48,8 @@ class Answered:
     truth: TruthPill
     pill: dict[str, Any] | None
     scores: dict[str, float] | None  # every open-set score (embedded runner only)
+    photo: str = ""  # the sample's name: the bootstrap resamples photos
+    framing: dict[str, Any] | None = None  # the labelled box's crop (embedded runner only)
 
     @property
     def top1(self) -> str | None:
@@ -52,6 +58,17 @@ class Answered:
     @property
     def correct(self) -> bool:
         return self.top1 == self.truth.k_code
+
+    @property
+    def flagged(self) -> bool:
+        return self.pill is not None and bool(self.pill.get("unknown"))
+
+    @property
+    def right(self) -> bool:
+        """The right answer: a known pill named (and not flagged), an unknown one flagged."""
+        if self.truth.known:
+            return self.correct and not self.flagged
+        return self.flagged
 
     @property
     def confidence(self) -> float:
@@ -63,7 +80,7 @@ def build_report(served: list[Served], *, backend: str, low_confidence: float,
                  drugs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Every figure of the evaluation as JSON-ready data (see the module docstring)."""
     ok = [s for s in served if s.error is None]
-    answered = list(_answered(ok))
+    answered = list(answered_pills(ok))
     known = [a for a in answered if a.truth.known and a.pill is not None]
     report: dict[str, Any] = {
         "backend": backend,
@@ -74,8 +91,10 @@ def build_report(served: list[Served], *, backend: str, low_confidence: float,
                               for s in served if s.error is not None]},
         "single": _single(ok, top_k),
         "combo": _combo(ok),
+        "pills": _pills(answered),
         "selective": _selective(known),
-        "open_set": _open_set(answered, low_confidence),
+        "open_set": open_set_report(answered, low_confidence=low_confidence,
+                                    drugs=drugs or {}),
         "latency_ms": _latency(ok),
         "classes": _classes(known, drugs or {}),
     }
@@ -83,13 +102,16 @@ def build_report(served: list[Served], *, backend: str, low_confidence: float,
     return report
 
 
-def _answered(served: list[Served]) -> Iterator[Answered]:
+def answered_pills(served: list[Served]) -> Iterator[Answered]:
+    """Every labelled pill of the photos that got an answer, with the served pill that
+    answers for it (a combination photo's boxes matched at IoU 0.5)."""
     for s in served:
         scores = s.scores or [None] * len(s.pills)
+        framing = s.framing or [None] * len(s.sample.pills)
         if s.sample.kind != "combo":
             truth = s.sample.pills[0]
             yield Answered(truth, s.pills[0] if s.pills else None,
-                           scores[0] if s.pills else None)
+                           scores[0] if s.pills else None, s.sample.name, framing[0])
             continue
         boxes, det = _boxes(s.pills)
         match = metrics.match_pills(boxes, det, np.array([p.box for p in s.sample.pills]))
@@ -97,7 +119,7 @@ def _answered(served: list[Served]) -> Iterator[Answered]:
             hit = np.flatnonzero(match == t_index)
             i = int(hit[0]) if hit.size else None
             yield Answered(truth, None if i is None else s.pills[i],
-                           None if i is None else scores[i])
+                           None if i is None else scores[i], s.sample.name, framing[t_index])
 
 
 def _boxes(pills: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,21 +142,42 @@ def _combo(served: list[Served]) -> dict[str, Any]:
     rows = [s for s in served if s.sample.kind == "combo"]
     predictions = [_boxes(s.pills) for s in rows]
     truths = [np.array([p.box for p in s.sample.pills], dtype=np.float32) for s in rows]
-    found = identified = all_right = extra = pills = 0
+    found = identified = all_right = extra = pills = known = 0
     for s, (boxes, det), truth in zip(rows, predictions, truths, strict=True):
         match = metrics.match_pills(boxes, det, truth)
-        right = [i for i, t in enumerate(match)
-                 if t >= 0 and s.pills[i]["top1"]["k_code"] == s.sample.pills[t].k_code]
+        answers = [Answered(t, s.pills[int(np.flatnonzero(match == i)[0])]
+                            if (match == i).any() else None, None)
+                   for i, t in enumerate(s.sample.pills)]
         pills += len(truth)
+        known += sum(a.truth.known for a in answers)
         found += int((match >= 0).sum())
-        identified += len(right)
+        identified += sum(a.truth.known and a.right for a in answers)
         extra += int((match < 0).sum())
-        all_right += len(right) == len(truth) == len(s.pills)
-    return {"photos": len(rows), "pills": pills,
+        all_right += all(a.right for a in answers) and len(s.pills) == len(truth)
+    return {"photos": len(rows), "pills": pills, "known_pills": known,
             "map50": metrics.map50(predictions, truths) if rows else 0.0,
             "map50_95": metrics.map_range(predictions, truths) if rows else 0.0,
-            "pill_recall": _share(found, pills), "identified": _share(identified, pills),
+            "pill_recall": _share(found, pills), "identified": _share(identified, known),
             "all_right_photos": _share(all_right, len(rows)), "extra_boxes": extra}
+
+
+def _pills(answered: list[Answered]) -> dict[str, Any]:
+    """Every labelled pill's outcome, known and unknown apart, and the right-answer rate."""
+    known = [a for a in answered if a.truth.known]
+    unknown = [a for a in answered if not a.truth.known]
+    return {
+        "total": len(answered), "right_answers": _share(sum(a.right for a in answered),
+                                                        len(answered)),
+        "known": {"pills": len(known), "identified": _share(sum(a.right for a in known),
+                                                            len(known)),
+                  "flagged_unknown": _share(sum(a.flagged for a in known), len(known)),
+                  "wrong_drug": _share(sum(a.pill is not None and not a.correct
+                                           and not a.flagged for a in known), len(known)),
+                  "not_found": _share(sum(a.pill is None for a in known), len(known))},
+        "unknown": {"pills": len(unknown),
+                    "flagged_unknown": _share(sum(a.flagged for a in unknown), len(unknown)),
+                    "not_found": _share(sum(a.pill is None for a in unknown), len(unknown))},
+    }
 
 
 def _share(count: int, total: int) -> float:
@@ -154,50 +197,6 @@ def _selective(known: list[Answered]) -> dict[str, Any]:
             f"threshold_for_{SELECTIVE_TARGET:g}": None if reached is None else
             {"threshold": reached[0], "coverage": reached[1]},
             "calibration": metrics.calibration(confidence, correct)}
-
-
-def _open_set(answered: list[Answered], low_confidence: float) -> dict[str, Any]:
-    known = [a for a in answered if a.truth.known and a.pill is not None]
-    unknown = [a for a in answered if not a.truth.known]
-    out: dict[str, Any] = {"known_pills": len(known), "unknown_pills": len(unknown)}
-    if not unknown:
-        out["note"] = ("no pill of this split is outside the class index: nothing to measure "
-                       "(synthetic data: python -m pillsnap.data synth --holdout-classes N)")
-        return out
-    served_scores = [a.pill.get("open_set_score") for a in known + unknown if a.pill]
-    if all(v is not None for v in served_scores):  # headline: distinct drugs; twins apart
-        out.update(_separation([a.pill["open_set_score"] for a in known],
-                               [a.pill["open_set_score"] for a in unknown
-                                if a.pill and not a.truth.twin]))
-    for name, group in (("distinct", [a for a in unknown if not a.truth.twin]),
-                        ("twins", [a for a in unknown if a.truth.twin])):
-        out[name] = _unknown_outcomes(group, low_confidence)
-    out["known_flagged_unknown"] = _share(sum(bool(a.pill.get("unknown")) for a in known),
-                                          len(known))
-    scored = [a for a in known + unknown if a.scores is not None and a.pill is not None]
-    if scored:  # the embedded runner's comparison of every score on the same answers
-        out["scores"] = {kind: _separation(
-            [a.scores[kind] for a in scored if a.truth.known],
-            [a.scores[kind] for a in scored if not a.truth.known and not a.truth.twin])
-            for kind in scored[0].scores}
-    return out
-
-
-def _separation(known: list[float], unknown: list[float]) -> dict[str, Any]:
-    threshold, far = metrics.fpr_at_tpr(known, unknown, OPEN_SET_TAR)
-    return {"auroc": metrics.auroc(known, unknown),
-            f"far_at_tar{round(OPEN_SET_TAR * 100)}": far,
-            "threshold_at_tar": threshold if np.isfinite(threshold) else None}
-
-
-def _unknown_outcomes(group: list[Answered], low_confidence: float) -> dict[str, Any]:
-    flagged = sum(a.pill is not None and bool(a.pill.get("unknown")) for a in group)
-    no_answer = sum(a.pill is None for a in group)
-    confident = sum(a.pill is not None and not a.pill.get("unknown")
-                    and a.confidence >= low_confidence for a in group)
-    return {"pills": len(group), "flagged_unknown": flagged, "no_answer": no_answer,
-            "named_confidently": confident,
-            "named_confidently_share": _share(confident, len(group))}
 
 
 def _latency(served: list[Served]) -> dict[str, Any]:
@@ -234,8 +233,34 @@ def _targets(report: dict[str, Any], targets: TargetsConfig) -> list[dict[str, A
         rows.append(("single top-1", report["single"]["top1"], targets.single_top1, ">="))
     if report["combo"]["photos"]:
         rows.append(("combo mAP@0.5", report["combo"]["map50"], targets.combo_map50, ">="))
+    if report["combo"]["known_pills"]:
+        rows.append(("combo known pills identified", report["combo"]["identified"],
+                     targets.combo_identified, ">="))
+    open_set = report["open_set"]
+    if open_set["unknown_pills"] and "auroc" in open_set:
+        rows += [("open-set AUROC", open_set["auroc"], targets.open_set_auroc, ">="),
+                 ("unknown pills named with no flag",
+                  open_set["all_unknown"]["named_confidently_share"],
+                  targets.unknown_named_max, "<="),
+                 ("known pills flagged unknown", open_set["known_flagged_unknown"],
+                  targets.known_flagged_max, "<=")]
     for pipeline, lat in report["latency_ms"].items():
         rows.append((f"{pipeline} p95 latency ms", lat["p95"], targets.p95_latency_ms, "<="))
     return [{"name": name, "value": value, "target": target, "op": op,
              "pass": value >= target if op == ">=" else value <= target}
             for name, value, target, op in rows]
+
+
+def enrolled_targets(enrolled: dict[str, Any], targets: TargetsConfig,
+                     photos: int = 5) -> list[dict[str, Any]]:
+    """The enrolled drugs' target rows (``--enroll`` with ``photos`` among its counts):
+    their top-1, and the known drugs' top-1 within a point of before."""
+    row = next((r for r in enrolled["shots"] if r["photos"] == photos and r["drugs"]), None)
+    if row is None:
+        return []
+    return [{"name": f"enrolled drugs top-1 ({photos} photos)", "value": row["top1"],
+             "target": targets.enrolled_top1, "op": ">=",
+             "pass": row["top1"] >= targets.enrolled_top1},
+            {"name": f"known top-1 change after enrolling ({photos} photos)",
+             "value": row["known_change"], "target": -0.01, "op": ">=",
+             "pass": row["known_change"] >= -0.01}]

@@ -5,14 +5,15 @@
 
 Ground truth comes from the scan's manifest (the official VS/VL validation split of the real
 AIHub tree), never from the served answers. A pill whose K-code is not in the served class
-index is *unknown*: the right answer for it is a flag, not a name. The synthetic generator's
-``synth_holdout.json`` (absent for real data) says which unknown drugs were drawn as near
-twins of a known one; those are reported apart.
+index is *unknown*: the right answer for it is a flag, not a name. An unknown drug is a
+*near twin* when the caller says so (``twins``: by default the synthetic generator's
+``synth_holdout.json``; ``pillsnap.eval`` adds the drug table's look-alikes of known drugs);
+those are reported apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,14 @@ class Sample:
 
 
 def load_samples(manifest_dir: Path, root: Path, split: str, *, known: Collection[str],
-                 limit: int | None = None) -> list[Sample]:
-    """Every photo of ``split`` in the manifest, in manifest order (``limit``: the first N)."""
+                 limit: int | None = None,
+                 twins: Mapping[str, Sequence[str]] | None = None) -> list[Sample]:
+    """Every photo of ``split`` in the manifest, in manifest order (``limit``: the first N).
+    ``twins``: unknown K-code -> its known look-alikes (default: ``synth_holdout.json``)."""
     manifest = manifest_dir / MANIFEST_FILE
     if not manifest.is_file():
         raise DataError(f"no manifest at {manifest}: run python -m pillsnap.data scan first")
-    twins = load_holdout(root)
+    twins = load_holdout(root) if twins is None else twins
     samples: list[Sample] = []
     for row in read_manifest(manifest):
         if row.split != split:
