@@ -1,6 +1,7 @@
 """The README's first command, at CI's reduced size: the whole job runs (data, training,
 export, Triton repository, the API) and the real /predict answers name the true K-codes
-of the validation photos.
+of the validation photos; a held-out drug, flagged unknown, is enrolled from its training
+photos while the API runs and then named on a photo it has not seen.
 
     PYTHONPATH=python python -m pytest tests/test_demo.py -q
 """
@@ -40,7 +41,8 @@ def test_quick_demo_answers_with_the_true_k_codes(tmp_path: Path) -> None:
         "train the classifier, then the detector",
         "export ONNX (parity checked) + Triton repository", "start the API",
         "POST /predict for validation photos",
-        "evaluate the served pipeline on every validation photo"}
+        "evaluate the served pipeline on every validation photo",
+        "enroll the held-out drug from its training photos, ask again"}
     assert "[OK ] single" in done.stdout and "[OK ] combo" in done.stdout
     # a photo of a drug the model never learnt is sent too, and the evaluation counts every
     # validation photo: 20 known singles, 10 of the 2 held-out drugs, 8 combinations
@@ -50,5 +52,18 @@ def test_quick_demo_answers_with_the_true_k_codes(tmp_path: Path) -> None:
     assert evaluation["open_set"]["unknown_pills"] == 10
     assert "## Unknown drugs (not in the class index)" in done.stdout
     assert "PASS single top-1" in done.stdout
+    # the evaluation enrolled the held-out drugs from 1 and 3 of their 6 training photos
+    enrolled = evaluation["enrolled"]
+    assert [(r["photos"], r["drugs"], r["pills"]) for r in enrolled["shots"]] == [
+        (1, 2, 10), (3, 2, 10)]
+    # the loop: unknown -> python -m pillsnap.enroll (the server keeps running) -> named
+    unknown = result["predictions"]["unknown"]
+    assert unknown["match"]  # flagged unknown before
+    loop = result["enrollment"]
+    assert loop["enrolled"] and loop["k_code"] == unknown["truth"][0] and loop["photos"] == 6
+    [pill] = loop["answer"]["pills"]
+    assert pill["k_code"] == loop["k_code"] and not pill["unknown"]
+    assert pill["edi_code"] == json.loads((out / "manifest" / "drugs.json").read_text(
+        encoding="utf-8"))[loop["k_code"]]["edi_code"]
     for folder in ("export", "triton_models", "runs/demo/det"):
         assert (out / folder).is_dir(), folder

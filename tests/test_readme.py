@@ -113,6 +113,19 @@ TABLE: tuple[Entry, ...] = (
     Covered(r"^python -m pillsnap\.export\b.*--triton\b", (
         ("tests/conftest.py", 'export_main(["--triton"'),
         ("tests/bench/test_bench_serve.py", 'export_main(["--triton"'))),
+    Covered(r"^python -m pillsnap\.eval\b.*--enroll\b", (
+        ("tests/eval/test_unknown_drugs.py", "enrolled_report("),
+        ("tests/test_demo.py", 'evaluation["enrolled"]'))),
+    # enrollment
+    Covered(r"^python -m pillsnap\.enroll\b.*--from-export\b", (
+        ("tests/enroll/test_enroll.py", '"--from-export"'),)),
+    Covered(r"^python -m pillsnap\.enroll\b.*--(list|remove|rollback)\b", (
+        ("tests/enroll/test_enroll.py", '"--remove"'),
+        ("tests/enroll/test_enroll.py", '"--rollback"'),
+        ("tests/enroll/test_enroll.py", "actions.listing("))),
+    Covered(r"^python -m pillsnap\.enroll\b.*--k-code\b", (
+        ("tests/enroll/test_enroll.py", '"-m", "pillsnap.enroll"'),
+        ("tests/enroll/test_enroll.py", '"--triton-repo"'))),
     Covered(r"^python -m pillsnap\.eval\b.*--triton-url\b", (
         ("tests/triton/test_eval_backends.py", "triton_url="),)),
     Covered(r"^python -m pillsnap\.eval\b", (

@@ -7,6 +7,7 @@ file that servers read again when it is replaced.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,32 @@ def test_a_replaced_file_is_read_again_and_a_damaged_one_is_not_served(tmp_path:
     assert served.current().version == 2
     with pytest.raises(GalleryError):
         GalleryFile(path)  # but a server cannot start on it
+
+
+def test_an_enrolled_drug_that_spreads_more_gets_a_wider_class(tmp_path: Path) -> None:
+    """A drug the network never learnt spreads more than a trained class: its row is
+    scaled by its photos' spread against the trained classes' (shrunk towards 1 for few
+    photos, never under 1), so its own pills fall inside it."""
+    from pillsnap.contract.gallery import PRIOR_PHOTOS, enrolled_scale
+
+    rng = np.random.default_rng(3)
+    d = 16
+    gallery = Gallery.from_statistics(("K-1",), np.zeros((1, d)), np.eye(d), [10_000])
+    gallery = replace(gallery, spread=float(d))  # a trained pill lies d from its mean
+    centre = rng.normal(0, 10, d)
+    photos = centre + rng.normal(0, 2.0, (6, d))  # spreads 4x as much
+    scale = enrolled_scale(photos, gallery.spread)
+    ratio = ((photos - photos.mean(0)) ** 2).sum(1).mean() * 6 / 5 / d
+    assert scale == pytest.approx((PRIOR_PHOTOS + 5 * ratio) / (PRIOR_PHOTOS + 5))
+    assert 2.0 < scale < 4.5
+    added = gallery.enrolled_with(Enrolled("K-9", {}, 6), photos)
+    assert added.scales.tolist() == [1.0, pytest.approx(scale)]
+    probe = centre + rng.normal(0, 2.0, (200, d))
+    raw = ((probe - photos.mean(0)) ** 2).sum(1) / (1 + 1 / 6)
+    np.testing.assert_allclose(added.distances(probe)[:, 1], raw / scale, rtol=1e-6)
+    assert enrolled_scale(photos[:1], gallery.spread) == 1.0  # one photo: no spread to see
+    tight = centre + rng.normal(0, 0.1, (6, d))
+    assert enrolled_scale(tight, gallery.spread) == 1.0  # never narrower than a trained one
+    assert enrolled_scale(photos, 0.0) == 1.0  # spread unknown (an older gallery)
+    again = Gallery.load(added.save(tmp_path / "g.npz"))
+    assert again.scales.tolist() == added.scales.tolist() and again.spread == float(d)

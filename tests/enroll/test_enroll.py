@@ -195,6 +195,9 @@ def test_photos_the_detector_cannot_use_are_named(
     many = tmp_path / "many"
     shutil.copytree(many_export, many)
     assert "shows several pills" in _refused(caplog, many, *args)
+    # --skip-unusable leaves such photos out, but not below enroll.min_photos
+    log = _refused(caplog, many, *args, "--skip-unusable")
+    assert "only 0 of the 4 photos" in log and "shows several pills" in log
 
 
 def test_a_failed_write_puts_back_what_it_replaced(
@@ -243,3 +246,21 @@ def test_versions_roll_back_one_step_at_a_time(guarded: Path, new_drug: dict[str
         actions.remove_drug(guarded, read_recipe(guarded).k_codes[0])
     assert [p.name for p in sorted((guarded / "gallery_history").iterdir())] == [
         f"gallery.v{v}.npz" for v in (1, 2, 3, 4)]
+
+
+def test_a_retrained_model_gets_the_enrolled_drugs_again_from_the_kept_photos(
+        one_box_export: Callable[[Path], Path], new_drug: dict[str, Any],
+        tmp_path: Path) -> None:
+    """``--from-export OLD``: every drug OLD had enrolled is enrolled into the new export
+    from the photos OLD kept, through the same checks (a new model's features differ, so
+    the means are taken again, not copied)."""
+    old = one_box_export(tmp_path / "old")
+    assert main(["--export", str(old), "--k-code", new_drug["k_code"], "--drugs",
+                 str(new_drug["drugs"]), *map(str, new_drug["photos"])]) == 0
+    new = one_box_export(tmp_path / "new")
+    assert main(["--export", str(new), "--from-export", str(old)]) == 0
+    before, after = (Gallery.load(e / GALLERY_FILE) for e in (old, new))
+    assert after.enrolled_codes == (new_drug["k_code"],)
+    assert sorted(after.enrolled[0].digests) == sorted(before.enrolled[0].digests)
+    assert after.enrolled[0].drug == before.enrolled[0].drug
+    assert actions.listing(new)["enrolled"][0]["photos"] == 4

@@ -24,8 +24,16 @@ def test_the_served_threshold_accepts_tar_of_known_photos(exported: Path,
     root = trained["base"] / "aihub"
     before = pipe.recipe.open_set
     assert before is not None
-    recipe = calibrate_served(pipe, trained["manifest"], root, photos=100, min_pills=5)
-    assert recipe is not None and recipe.open_set is not None
+    done = calibrate_served(pipe, trained["manifest"], root, photos=100, min_pills=5)
+    assert done is not None and done.gallery is not None
+    recipe = done.recipe
+    assert recipe.open_set is not None
+    # the served spread: how far the served pills lie from their class means, on average
+    _, features, labels = served_pills(pipe, known_val_photos(
+        trained["manifest"], root, recipe.k_codes, 100))
+    g = done.gallery.whitened(features)
+    assert done.gallery.spread == pytest.approx(
+        float(((g - done.gallery.means[labels]) ** 2).sum(1).mean()), rel=1e-6)
     rule = recipe.open_set
     # 4 drugs x 4 single photos; the untrained detector boxes none of the combinations' pills
     assert rule.samples == 16 and rule.fitted_on.startswith("served validation photos")

@@ -15,7 +15,12 @@ distance ``|f W - m W|^2`` between a crop's whitened features and a class's whit
 An enrolled drug is one more row: the mean of its photos' whitened features. A mean of
 ``n`` photos is itself off by ``1/n`` of the class's spread, so every distance is divided by
 ``1 + 1/n``: a pill of a drug enrolled from 5 photos is then as far from its mean, on
-average, as a pill of a trained drug from its (``tests/contract/test_gallery.py``).
+average, as a pill of a trained drug from its (``tests/contract/test_gallery.py``). And a
+drug the network never learnt is not drawn together as its classes are: its photos spread
+more, in directions the trained classes hardly vary in, which the whitening stretches. So an
+enrolled row also has a ``scale``: its photos' spread against ``spread``, the trained
+classes' own (measured on served crops at export), shrunk towards 1 for few photos and
+never under 1 (``enrolled_scale``); its distances are divided by it. Trained rows have 1.
 
 The file (``gallery.npz``, numpy's own format, no pickles) sits beside the models in an
 export folder and in Triton's ``postprocess`` model; ``GalleryFile`` notices when an
@@ -73,6 +78,11 @@ class Gallery:
     enrolled: tuple[Enrolled, ...] = ()
     version: int = 1
     parent: int | None = None  # the version this one was made from (None: the export's own)
+    # per row, what its distances are divided by besides 1 + 1/n (None: all 1)
+    scales: np.ndarray | None = None
+    # the trained classes' mean squared whitened distance of a pill to its own class mean
+    # (0: not measured: enrolled rows then get scale 1)
+    spread: float = 0.0
     # float64 copies for the arithmetic: a float32 sum of d products moves with the BLAS
     # kernel a batch size picks, and a pill near the threshold must not flip with its batch
     _means64: np.ndarray = field(init=False, repr=False, compare=False)
@@ -96,6 +106,11 @@ class Gallery:
             raise GalleryError("inconsistent gallery: enrolled drugs out of step with K-codes")
         if len(set(self.k_codes)) != n:
             raise GalleryError("inconsistent gallery: a K-code appears twice")
+        scales = (np.ones(n) if self.scales is None
+                  else np.asarray(self.scales, dtype=np.float64).reshape(-1))
+        if scales.shape != (n,) or not (scales > 0).all():
+            raise GalleryError(f"inconsistent gallery: scales {scales.shape} for {n} means")
+        object.__setattr__(self, "scales", scales)
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "whiten", whiten)
@@ -139,22 +154,24 @@ class Gallery:
         d2 = (g ** 2).sum(1)[:, None] - 2.0 * (g @ self._means64.T) + self._sq[None, :]
         counts = self.counts.astype(np.float64)
         with np.errstate(divide="ignore"):
-            d2 = np.maximum(d2, 0.0) / (1.0 + 1.0 / counts)[None, :]
+            d2 = np.maximum(d2, 0.0) / ((1.0 + 1.0 / counts) * self.scales)[None, :]
         d2[:, counts == 0] = np.inf
         return d2
 
     def enrolled_with(self, entry: Enrolled, whitened: np.ndarray) -> Gallery:
-        """This gallery plus ``entry``, whose mean is that of ``whitened`` (n, d) features."""
+        """This gallery plus ``entry``, whose mean is that of ``whitened`` (n, d) features
+        and whose scale is ``enrolled_scale`` of them."""
         if entry.k_code in self.k_codes:
             raise GalleryError(f"{entry.k_code} is already known")
-        g = np.asarray(whitened, dtype=np.float32).reshape(-1, self.dim)
+        g = np.asarray(whitened, dtype=np.float64).reshape(-1, self.dim)
         if not len(g) or not np.isfinite(g).all():
             raise GalleryError(f"{entry.k_code}: no usable features to enroll")
         return dataclasses.replace(
             self, k_codes=(*self.k_codes, entry.k_code),
             means=np.vstack([self.means, g.mean(0, keepdims=True)]),
-            counts=np.append(self.counts, len(g)), enrolled=(*self.enrolled, entry),
-            version=self.version + 1, parent=self.version)
+            counts=np.append(self.counts, len(g)),
+            scales=np.append(self.scales, enrolled_scale(g, self.spread)),
+            enrolled=(*self.enrolled, entry), version=self.version + 1, parent=self.version)
 
     def without(self, k_code: str) -> Gallery:
         """This gallery less the enrolled drug ``k_code`` (trained classes cannot go)."""
@@ -166,7 +183,7 @@ class Gallery:
         keep = np.array([c != k_code for c in self.k_codes])
         return dataclasses.replace(
             self, k_codes=tuple(c for c in self.k_codes if c != k_code),
-            means=self.means[keep], counts=self.counts[keep],
+            means=self.means[keep], counts=self.counts[keep], scales=self.scales[keep],
             enrolled=tuple(e for e in self.enrolled if e.k_code != k_code),
             version=self.version + 1, parent=self.version)
 
@@ -177,13 +194,13 @@ class Gallery:
         under ``gallery_history/`` beside it (``rollback``)."""
         path = Path(path)
         meta = {"format": FORMAT, "version": self.version, "parent": self.parent,
-                "trained": self.trained,
+                "trained": self.trained, "spread": self.spread,
                 "enrolled": [dataclasses.asdict(e) for e in self.enrolled]}
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gallery-", suffix=".npz")
         try:
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, k_codes=np.array(self.k_codes, dtype=np.str_), means=self.means,
-                         counts=self.counts, whiten=self.whiten,
+                         counts=self.counts, whiten=self.whiten, scales=self.scales,
                          meta=np.array(json.dumps(meta, ensure_ascii=False)))
                 out.flush()
                 os.fsync(out.fileno())
@@ -201,6 +218,7 @@ class Gallery:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ("k_codes", "means", "counts", "whiten", "meta")}
+                arrays["scales"] = data["scales"] if "scales" in data.files else None
         except FileNotFoundError:
             raise GalleryError(f"no gallery at {path}: export the model again "
                                "(python -m pillsnap.export)") from None
@@ -217,11 +235,35 @@ class Gallery:
             parent = meta.get("parent")
             return cls(tuple(str(k) for k in arrays["k_codes"]), arrays["means"],
                        arrays["counts"], arrays["whiten"], int(meta["trained"]), enrolled,
-                       int(meta["version"]), None if parent is None else int(parent))
+                       int(meta["version"]), None if parent is None else int(parent),
+                       arrays["scales"], float(meta.get("spread", 0.0)))
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, GalleryError):
                 raise GalleryError(f"{path}: {exc}") from None
             raise GalleryError(f"{path} is not a PillSnap gallery: {exc}") from None
+
+
+PRIOR_PHOTOS = 2  # photos' worth of belief that a new drug spreads as a trained one does
+
+
+def enrolled_scale(whitened: np.ndarray, spread: float) -> float:
+    """How much wider than a trained class a new drug's photos spread (at least 1): their
+    unbiased mean squared distance to their mean over ``spread``, shrunk towards 1 by
+    ``PRIOR_PHOTOS`` (one photo says nothing of its spread: 1)."""
+    g = np.asarray(whitened, dtype=np.float64)
+    n = len(g)
+    if n < 2 or spread <= 0:
+        return 1.0
+    ratio = float(((g - g.mean(0)) ** 2).sum(1).mean() * n / (n - 1)) / spread
+    return max(1.0, (PRIOR_PHOTOS + (n - 1) * ratio) / (PRIOR_PHOTOS + n - 1))
+
+
+def class_spread(whitened: np.ndarray, labels: np.ndarray, means: np.ndarray) -> float:
+    """The mean squared distance of pills (whitened, with their class labels) to their own
+    class's whitened mean: a trained class's spread, for ``enrolled_scale``."""
+    g = np.asarray(whitened, dtype=np.float64)
+    own = np.asarray(means, dtype=np.float64)[np.asarray(labels)]
+    return float(((g - own) ** 2).sum(1).mean()) if len(g) else 0.0
 
 
 def whitening(precision: np.ndarray) -> np.ndarray:

@@ -173,10 +173,12 @@ def _enroll_and_ask(cfg: Any, out: Path, servers: Servers, unknown: dict[str, An
     photos = live.training_photos(cfg, code)
     command = [sys.executable, "-m", "pillsnap.enroll", "--cfg", str(out / "config.yaml"),
                "--export", str(cfg.export.out_dir), "--k-code", code, "--drugs",
-               str(Path(cfg.data.manifest_dir) / "drugs.json"), *map(str, photos),
+               str(Path(cfg.data.manifest_dir) / "drugs.json"), "--skip-unusable",
+               *map(str, photos),
                *(["--triton-repo", str(cfg.triton.repository)] if triton else [])]
     print(f"   $ python -m pillsnap.enroll --export {cfg.export.out_dir} --k-code {code} "
-          f"... ({len(photos)} training photos{', --triton-repo' if triton else ''})")
+          f"--skip-unusable ... ({len(photos)} training photos"
+          f"{', --triton-repo' if triton else ''})")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
                           timeout=600)
     if done.returncode != 0:
@@ -194,7 +196,7 @@ def _enroll_and_ask(cfg: Any, out: Path, servers: Servers, unknown: dict[str, An
         state = "unknown drug (nearest known)" if pill["unknown"] else "predicted"
         print(f"          {state} {pill['k_code']} {pill['name']} (EDI {pill['edi_code']}, "
               f"confidence {pill['confidence']:.2f})")
-    return {"k_code": code, "enrolled": True, "photos": len(photos),
+    return {"k_code": code, "enrolled": True, "photos": report["photos"],
             "gallery_version": report["version"], "notes": report["notes"],
             "answer": answer}
 

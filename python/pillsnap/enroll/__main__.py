@@ -7,6 +7,7 @@
     python -m pillsnap.enroll --export DIR --remove K-012345 [--triton-repo triton_models]
     python -m pillsnap.enroll --export DIR --rollback [--triton-repo triton_models]
     python -m pillsnap.enroll --export DIR --list
+    python -m pillsnap.enroll --export DIR --k-code K-012345 --skip-unusable photos/*.jpg
     python -m pillsnap.enroll --export NEW --from-export OLD    # a retrained model
 
 The drug's names and EDI codes come from its drug-table entry (``--drugs``, default
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name-en", default=None)
     parser.add_argument("--edi", action="append", default=[],
                         help="an EDI code (repeat for several)")
+    parser.add_argument("--skip-unusable", action="store_true",
+                        help="leave out photos in which the detector finds no pill or several "
+                        "(said in the report) instead of refusing, while enroll.min_photos "
+                        "are left")
     add_config_args(parser)
     return parser
 
@@ -86,7 +91,8 @@ def _run(cfg: PillsnapConfig, args: argparse.Namespace) -> Any:
     if args.from_export:
         return actions.from_export(cfg, export, args.from_export, args.triton_repo)
     return actions.add_drug(cfg, export, k_code=args.k_code, photos=args.photos,
-                            drug=_drug_entry(cfg, args), repository=args.triton_repo)
+                            drug=_drug_entry(cfg, args), repository=args.triton_repo,
+                            skip_unusable=args.skip_unusable)
 
 
 def _drug_entry(cfg: PillsnapConfig, args: argparse.Namespace) -> dict[str, Any]:

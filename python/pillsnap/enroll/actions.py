@@ -28,11 +28,14 @@ K_CODE = re.compile(r"^K-\d{6}$")
 
 def add_drug(cfg: PillsnapConfig, export: Path, *, k_code: str, photos: list[Path],
              drug: Mapping[str, Any], repository: Path | None = None,
-             pipe: OnnxPipeline | None = None, min_photos: int | None = None) -> dict[str, Any]:
+             pipe: OnnxPipeline | None = None, min_photos: int | None = None,
+             skip_unusable: bool = False) -> dict[str, Any]:
     """Enroll ``k_code`` from ``photos``; the report of what was done and noticed.
 
     ``pipe``: an open pipeline over ``export`` (eval enrolls many drugs with one);
-    ``min_photos``: instead of ``enroll.min_photos`` (eval measures 1 photo too).
+    ``min_photos``: instead of ``enroll.min_photos`` (eval measures 1 photo too);
+    ``skip_unusable``: leave out photos with no pill or several (``--skip-unusable``), as
+    long as ``min_photos`` are left.
     """
     if not K_CODE.match(k_code):
         raise EnrollError(f"{k_code!r} is not a K-code (K- and six digits, e.g. K-012345)")
@@ -54,9 +57,14 @@ def add_drug(cfg: PillsnapConfig, export: Path, *, k_code: str, photos: list[Pat
         taken_photos = read_photos(photos, max_bytes=cfg.serve.max_upload_bytes)
         pipe = pipe or OnnxPipeline.open(export, threads=cfg.serve.threads,
                                          max_pixels=cfg.serve.max_pixels)
-        taken = features_of(pipe, taken_photos)
-        notes = check_features(taken.whitened, current, pipe.recipe,
-                               [str(p.path) for p in taken_photos])
+        taken = features_of(pipe, taken_photos, skip_unusable=skip_unusable)
+        if len(taken.used) < least:
+            raise EnrollError(f"only {len(taken.used)} of the {len(photos)} photos of "
+                              f"{k_code} show one pill the detector finds; at least {least} "
+                              f"are needed: {'; '.join(taken.skipped[:3])}")
+        taken_photos = taken.used
+        notes = [*taken.skipped, *check_features(taken.whitened, current, pipe.recipe,
+                                                 [str(p.path) for p in taken_photos])]
         entry = Enrolled(k_code, {"k_code": k_code, **drug}, len(taken_photos),
                          tuple(p.digest for p in taken_photos), _today())
         after = stores.as_new(current.enrolled_with(entry, taken.whitened), current)
@@ -126,7 +134,8 @@ def from_export(cfg: PillsnapConfig, export: Path, old: Path,
                               f"{entry.k_code} was enrolled from (in {folder})")
         drug = {k: v for k, v in entry.drug.items() if k != "k_code"}
         reports.append(add_drug(cfg, export, k_code=entry.k_code, photos=photos, drug=drug,
-                                repository=repository, pipe=pipe, min_photos=1))
+                                repository=repository, pipe=pipe, min_photos=1,
+                                skip_unusable=True))
     return reports
 
 

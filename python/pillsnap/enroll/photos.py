@@ -37,6 +37,8 @@ class Photo:
 class Taken:
     whitened: np.ndarray  # (photos, d): the features in the gallery's whitened space
     boxes: list[list[float] | None]  # the detector's box per photo (None: whole photo)
+    used: list[Photo]  # the photos the features are of
+    skipped: list[str]  # photos left out, with why (skip_unusable)
 
 
 def read_photos(paths: list[Path], *, max_bytes: int) -> list[Photo]:
@@ -60,33 +62,44 @@ def read_photos(paths: list[Path], *, max_bytes: int) -> list[Photo]:
     return photos
 
 
-def features_of(pipe: OnnxPipeline, photos: list[Photo]) -> Taken:
-    """Each photo's crop as the single pipeline makes it, and its whitened features."""
+def features_of(pipe: OnnxPipeline, photos: list[Photo], *,
+                skip_unusable: bool = False) -> Taken:
+    """Each photo's crop as the single pipeline makes it, and its whitened features.
+    ``skip_unusable``: a photo with no pill or several is left out (and said why) instead
+    of stopping the enrollment; a damaged one still stops it."""
     gallery = pipe.gallery
     if gallery is None or ops.FEATURES_OUTPUT not in pipe.outputs:
         raise EnrollError(f"{pipe.bundle.folder} has no gallery of class statistics (a model "
                           "exported from a last.pt, or trained with open_set.fit_samples=0): "
                           "drugs can only be enrolled into an export of a finished run's "
                           "best.pt")
-    crops, boxes = [], []
+    crops, boxes, used, skipped = [], [], [], []
     for photo in photos:
         try:
             selection, crop, _, _ = pipe.crops(photo.data, "single")
         except PillsnapError as exc:
             raise EnrollError(f"{photo.path}: {exc}") from None
+        problem = None
         if selection.reason == ops.WHOLE_PHOTO:
-            raise EnrollError(f"no pill found in {photo.path} (the detector found no box): "
-                              "take the photo closer, on a plain background, the pill whole "
-                              "in view")
-        if selection.recommend_combo:
-            raise EnrollError(f"{photo.path} shows several pills (the detector found 2 or "
-                              "more): enroll from photos of one pill of the drug")
+            problem = (f"no pill found in {photo.path} (the detector found no box): take the "
+                       "photo closer, on a plain background, the pill whole in view")
+        elif selection.recommend_combo:
+            problem = (f"{photo.path} shows several pills (the detector found 2 or more): "
+                       "enroll from photos of one pill of the drug")
+        if problem is not None:
+            if not skip_unusable:
+                raise EnrollError(problem)
+            skipped.append(problem)
+            continue
         crops.append(crop)
+        used.append(photo)
         boxes.append(None if selection.boxes is None
                      else [round(float(v), 1) for v in selection.boxes[0]])
+    if not crops:
+        return Taken(np.zeros((0, gallery.dim)), [], [], skipped)
     _, features = pipe.classify(np.concatenate(crops))
     assert features is not None  # FEATURES_OUTPUT is among the outputs
-    return Taken(gallery.whitened(features), boxes)
+    return Taken(gallery.whitened(features), boxes, used, skipped)
 
 
 def check_features(whitened: np.ndarray, gallery: Gallery, recipe: Recipe,

@@ -6,7 +6,9 @@ For each photo count ``n``: a copy of the export gets every drug outside its cla
 that has training photos (drugs held out with ``data.exclude_k_codes``, or the synthetic
 generator's held-out drugs with ``--holdout-train-per-class``) enrolled from ``n`` of them
 (a seeded draw), through ``pillsnap.enroll.actions.add_drug``: the command's own path and
-checks. Then the split's single-pill photos go through the copy's pipeline: the enrolled
+checks (a photo in which the detector finds no pill, or several, is left out, as
+``--skip-unusable`` does; a drug left with none is listed as not enrolled). Then the
+split's single-pill photos go through the copy's pipeline: the enrolled
 drugs' photos (never used to enroll: they are validation photos) must come back named
 (top-1 and not flagged unknown), and the known drugs' top-1 must not fall (the change is
 reported against the same photos before enrolling). Embedded backend only (it needs the
@@ -95,7 +97,7 @@ def _enroll_all(cfg: PillsnapConfig, export: Path, pipe: OnnxPipeline, *,
             "name_en": code}
         try:
             add_drug(cfg, export, k_code=code, photos=chosen, drug=entry, pipe=pipe,
-                     min_photos=1)
+                     min_photos=1, skip_unusable=True)
         except EnrollError as exc:  # no pill found in a photo, and the like: counted
             skipped.append(f"{code} ({n} photos): {exc}")
             continue

@@ -9,8 +9,10 @@ export writes the recipe, up to ``photos`` validation photos go through the expo
 pipeline itself: single-pill photos through ``single``, combination photos through
 ``combo`` with each box matched to its labelled pill (IoU 0.5). Every pill of a trained drug
 that got an answer counts; every score's threshold is set again so that ``tar`` of them
-pass (``OpenSet.refit``), and the posterior's temperature on their labels. Pills of drugs
-outside the class index are never used: they are what the threshold must reject.
+pass (``OpenSet.refit``), the posterior's temperature on their labels, and the gallery's
+``spread`` (how far a served pill lies from its class mean: what an enrolled drug's spread is
+compared with). Pills of drugs outside the class index are never used: they are what the
+threshold must reject.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pillsnap.contract import decide
+from pillsnap.contract.gallery import Gallery, class_spread
 from pillsnap.contract.recipe import Recipe
 from pillsnap.data.classes import ClassIndex
 from pillsnap.data.manifest import read_manifest
@@ -35,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 FITTED_ON = "served validation photos (detector boxes)"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What export writes after setting the threshold on served crops."""
+
+    recipe: Recipe
+    gallery: Gallery | None  # with its spread measured on served crops
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,10 @@ def served_pills(pipe: OnnxPipeline, photos: list[ValPhoto]) -> tuple[np.ndarray
 
 
 def calibrate_served(pipe: OnnxPipeline, manifest_dir: Path, root: Path, *, photos: int,
-                     min_pills: int = 20) -> Recipe | None:
-    """The pipeline's recipe with its open-set rule refitted on served crops, or None (one
-    fallback line) when there is nothing to calibrate: no rule, no manifest, few pills."""
+                     min_pills: int = 20) -> Calibration | None:
+    """The pipeline's recipe with its open-set rule refitted on served crops, and its gallery
+    with the served spread, or None (one fallback line) when there is nothing to calibrate:
+    no rule, no manifest, few pills."""
     rule = pipe.recipe.open_set
     if rule is None or photos == 0:
         return None
@@ -122,8 +134,10 @@ def calibrate_served(pipe: OnnxPipeline, manifest_dir: Path, root: Path, *, phot
         refitted = dataclasses.replace(refitted, distance_temperature=decide.
                                        fit_distance_temperature(gallery.distances(features),
                                                                 labels))
+        gallery = dataclasses.replace(gallery, spread=class_spread(
+            gallery.whitened(features), labels, gallery.means))
     log_decision(logger, "open_set.threshold", round(refitted.threshold, 4),
                  f"{rule.score} accepting {rule.tar:.0%} of {len(labels)} served validation "
                  f"pills of known drugs from {len(chosen)} photos (training's, on labelled "
                  f"boxes: {rule.threshold:.4g})")
-    return pipe.recipe.replace(open_set=refitted)
+    return Calibration(pipe.recipe.replace(open_set=refitted), gallery)

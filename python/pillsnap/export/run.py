@@ -102,7 +102,8 @@ def _gallery(ck: ClassifierCheckpoint, out: Path) -> str | None:
 def _served_threshold(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
                       recipe: Recipe, manifest: Path | None) -> Recipe:
     """The open-set rule set again on the exported pipeline's own crops (the folder is not
-    finished yet: the pipeline gets the recipe in hand); see ``pillsnap.export.open_set``."""
+    finished yet: the pipeline gets the recipe in hand), and the gallery's served spread
+    written; see ``pillsnap.export.open_set``."""
     from pillsnap.export.open_set import calibrate_served
     from pillsnap.infer.pipeline import OnnxPipeline
 
@@ -111,7 +112,12 @@ def _served_threshold(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,
     folder = manifest or Path(ck.setting("data.manifest_dir", "artifacts/manifest"))
     root = Path(ck.setting("data.root", "data/aihub"))
     pipe = OnnxPipeline(load_bundle(out, recipe=recipe))
-    return calibrate_served(pipe, folder, root, photos=cfg.export.open_set_photos) or recipe
+    done = calibrate_served(pipe, folder, root, photos=cfg.export.open_set_photos)
+    if done is None:
+        return recipe
+    if done.gallery is not None:
+        done.gallery.save(out / GALLERY_FILE, keep_history=False)
+    return done.recipe
 
 
 def _classifier(cfg: PillsnapConfig, ck: ClassifierCheckpoint, out: Path,

@@ -20,6 +20,7 @@ exported classifier has the features as its second output (``FeatureClassifier``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from pillsnap.contract import decide
-from pillsnap.contract.gallery import Gallery
+from pillsnap.contract.gallery import Gallery, class_spread
 from pillsnap.contract.recipe import OpenSet, Recipe, accepting_threshold
 from pillsnap.data.loader import PackLoader
 
@@ -113,6 +114,9 @@ def fit_open_set(model: torch.nn.Module, train_pack: Path, val_pack: Path, *, re
                                               len(recipe.k_codes))
     gallery = Gallery.from_statistics(recipe.k_codes, means.numpy(), precision.numpy(),
                                       counts.numpy())
+    spread = class_spread(gallery.whitened(train_features.numpy()), train_labels.numpy(),
+                          gallery.means)
+    gallery = dataclasses.replace(gallery, spread=spread)
     val_logits, val_features, val_labels = collect_features(model, val_pack, recipe, device,
                                                             None)
     logits, features = val_logits.numpy(), val_features.numpy()
@@ -133,7 +137,7 @@ def fit_open_set(model: torch.nn.Module, train_pack: Path, val_pack: Path, *, re
 def gallery_state(gallery: Gallery) -> dict[str, Any]:
     """The gallery as a checkpoint holds it (tensors: ``weights_only`` loads them)."""
     return {"means": torch.from_numpy(gallery.means), "counts": torch.from_numpy(gallery.counts),
-            "whiten": torch.from_numpy(gallery.whiten)}
+            "whiten": torch.from_numpy(gallery.whiten), "spread": gallery.spread}
 
 
 def gallery_from_state(state: dict[str, Any], k_codes: tuple[str, ...]) -> Gallery:
@@ -142,7 +146,7 @@ def gallery_from_state(state: dict[str, Any], k_codes: tuple[str, ...]) -> Galle
     if state.get("gallery") is not None:
         g = state["gallery"]
         return Gallery(k_codes, g["means"].numpy(), g["counts"].numpy(), g["whiten"].numpy(),
-                       trained=len(k_codes))
+                       trained=len(k_codes), spread=float(g.get("spread", 0.0)))
     gaussian = (state.get("open_set") or {})["gaussian"]
     means = gaussian["means"].double().numpy()
     counts = np.where(np.abs(means).max(axis=1) < 1e6, gaussian.get("fit_samples", 1), 0)
