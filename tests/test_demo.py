@@ -60,7 +60,9 @@ def test_quick_demo_answers_with_the_true_k_codes(tmp_path: Path) -> None:
     unknown = result["predictions"]["unknown"]
     assert unknown["match"]  # flagged unknown before
     loop = result["enrollment"]
-    assert loop["enrolled"] and loop["k_code"] == unknown["truth"][0] and loop["photos"] == 6
+    assert loop["enrolled"] and loop["photos"] >= 3 and loop["before"]["match"]
+    # the held-out drugs the detector finds no pill of are refused, with the reason
+    assert all("no pill found" in r["error"] for r in loop["refused"])
     [pill] = loop["answer"]["pills"]
     assert pill["k_code"] == loop["k_code"] and not pill["unknown"]
     assert pill["edi_code"] == json.loads((out / "manifest" / "drugs.json").read_text(

@@ -469,3 +469,19 @@ def test_held_out_drugs_can_have_training_photos_to_enroll_from(tmp_path: Path) 
     generate(without, HOLDOUT)
     known = [p.relative_to(without) for p in sorted(without.rglob("*.png"))]
     assert all((out / p).read_bytes() == (without / p).read_bytes() for p in known)
+
+
+def test_holdout_twins_takes_one_drug_of_each_look_alike_group() -> None:
+    """``holdout_twins``: every held-out drug has known look-alikes (the hard case for
+    telling unknown drugs apart); without look-alike groups there is nothing to take."""
+    from pillsnap.data.synth.catalog import build_catalog
+
+    catalog = build_catalog(40, 3)
+    held = choose_holdout(catalog, 8, twins=True)
+    assert len(held) == 8 and all(held.values())  # each has known twins
+    groups = {d.k_code: d.group for d in catalog}
+    assert len({groups[k] for k in held}) == 8  # one per group
+    for k_code, twins in held.items():
+        assert all(groups[t] == groups[k_code] and t not in held for t in twins)
+    with pytest.raises(ValueError, match="look-alike groups"):
+        choose_holdout(build_catalog(10, 3, lookalikes=False), 2, twins=True)

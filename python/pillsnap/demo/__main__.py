@@ -5,6 +5,7 @@
     python -m pillsnap.demo --stop               # stop the servers after the predictions
     python -m pillsnap.demo --profile quick      # CI's reduced size (a few minutes)
     python -m pillsnap.demo --profile lookalike  # drugs told apart by imprint alone (longer)
+    python -m pillsnap.demo --profile openset    # 30 held-out look-alikes of known drugs
 
 Stages: a synthetic dataset in the exact AIHub layout -> scan -> packs and the YOLO view ->
 the classifier and the detector trained with the demo configs (a few drugs held out with
@@ -161,44 +162,65 @@ def _served(cfg: Any) -> tuple[tuple[str, ...], Any]:
 
 def _enroll_and_ask(cfg: Any, out: Path, servers: Servers, unknown: dict[str, Any] | None, *,
                     triton: bool, env: dict[str, str]) -> dict[str, Any]:
-    """The held-out drug of the ``unknown`` prediction enrolled from its training photos
-    with ``python -m pillsnap.enroll`` (the export and, with ``--triton``, the repository)
-    while the API runs, then its validation photo (never used to enroll) asked about again."""
+    """A held-out drug enrolled from its training photos with ``python -m pillsnap.enroll``
+    (the export and, with ``--triton``, the repository) while the API runs: its validation
+    photo (never used to enroll) asked about before and after. The drug of the ``unknown``
+    prediction first; when the detector finds no pill in its photos (the command says so),
+    the next held-out drug."""
     from pillsnap.demo import live
 
     if unknown is None:
         print("   no photo of a held-out drug in the validation split: nothing to enroll")
         return {}
-    code = unknown["truth"][0]
+    first = unknown["truth"][0]
+    codes = [first, *(c for c in cfg.data.exclude_k_codes if c != first)]
+    refused = []
+    for code in codes:
+        photo = live.first_validation_photo(cfg, code)
+        if photo is None:
+            continue
+        before = live.compare(live.predict(servers.url, servers.key, photo, "single"), [code],
+                              unknown=True)
+        done, command = _enroll(cfg, out, code, triton=triton, env=env)
+        if done.returncode != 0:
+            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?"
+            print(f"   enrollment of {code} refused: {reason.split('pillsnap.enroll: ')[-1]}")
+            refused.append({"k_code": code, "error": reason})
+            continue
+        report = json.loads(done.stdout)
+        print(f"   $ {command}")
+        for note in report["notes"]:
+            print(f"   note: {note}")
+        answer = live.compare(live.predict(servers.url, servers.key, photo, "single"), [code])
+        named = answer["match"] and not any(p["unknown"] for p in answer["pills"])
+        print(f"   [{'OK ' if before['match'] else 'MISS'}] before: {photo.name} "
+              f"{'flagged unknown' if before['match'] else 'named ' + str(before['predicted'])}")
+        print(f"   [{'OK ' if named else 'MISS'}] after:  {photo.name} (the same validation "
+              "photo, not one it was enrolled from)")
+        for pill in answer["pills"]:
+            state = "unknown drug (nearest known)" if pill["unknown"] else "predicted"
+            print(f"          {state} {pill['k_code']} {pill['name']} (EDI {pill['edi_code']},"
+                  f" confidence {pill['confidence']:.2f})")
+        return {"k_code": code, "enrolled": True, "photos": report["photos"],
+                "gallery_version": report["version"], "notes": report["notes"],
+                "before": before, "answer": answer, "refused": refused}
+    return {"enrolled": False, "refused": refused}
+
+
+def _enroll(cfg: Any, out: Path, code: str, *, triton: bool,
+            env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``python -m pillsnap.enroll`` for ``code`` from its training photos, as a user runs it."""
+    from pillsnap.demo import live
+
     photos = live.training_photos(cfg, code)
+    args = ["--export", str(cfg.export.out_dir), "--k-code", code, "--drugs",
+            str(Path(cfg.data.manifest_dir) / "drugs.json"), "--skip-unusable",
+            *(["--triton-repo", str(cfg.triton.repository)] if triton else [])]
     command = [sys.executable, "-m", "pillsnap.enroll", "--cfg", str(out / "config.yaml"),
-               "--export", str(cfg.export.out_dir), "--k-code", code, "--drugs",
-               str(Path(cfg.data.manifest_dir) / "drugs.json"), "--skip-unusable",
-               *map(str, photos),
-               *(["--triton-repo", str(cfg.triton.repository)] if triton else [])]
-    print(f"   $ python -m pillsnap.enroll --export {cfg.export.out_dir} --k-code {code} "
-          f"--skip-unusable ... ({len(photos)} training photos"
-          f"{', --triton-repo' if triton else ''})")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
-                          timeout=600)
-    if done.returncode != 0:
-        print(f"   enrollment refused: {done.stderr.strip().splitlines()[-1]}")
-        return {"k_code": code, "enrolled": False, "error": done.stderr[-2000:]}
-    report = json.loads(done.stdout)
-    for note in report["notes"]:
-        print(f"   note: {note}")
-    photo = Path(unknown["photo"])
-    answer = live.compare(live.predict(servers.url, servers.key, photo, "single"), [code])
-    mark = "OK " if answer["match"] and not any(p["unknown"] for p in answer["pills"]) \
-        else "MISS"
-    print(f"   [{mark}] single {photo.name} (the same validation photo, now)")
-    for pill in answer["pills"]:
-        state = "unknown drug (nearest known)" if pill["unknown"] else "predicted"
-        print(f"          {state} {pill['k_code']} {pill['name']} (EDI {pill['edi_code']}, "
-              f"confidence {pill['confidence']:.2f})")
-    return {"k_code": code, "enrolled": True, "photos": report["photos"],
-            "gallery_version": report["version"], "notes": report["notes"],
-            "answer": answer}
+               *args, *map(str, photos)]
+    shown = f"python -m pillsnap.enroll {' '.join(args)} ({len(photos)} training photos)"
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                          timeout=600), shown
 
 
 def _serve_until_interrupted(servers: Servers) -> None:
@@ -219,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pillsnap.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_run"))
-    parser.add_argument("--profile", choices=["full", "lookalike", "quick"], default="full",
+    parser.add_argument("--profile", choices=["full", "lookalike", "openset", "quick"],
+                        default="full",
                         help="full: about 10 minutes on 2 cores; lookalike: drugs told apart "
-                        "by imprint only (much longer); quick: CI's few minutes")
+                        "by imprint only (much longer); openset: 30 held-out look-alikes of "
+                        "known drugs (about an hour on 2 cores); quick: CI's few minutes")
     parser.add_argument("--triton", action="store_true",
                         help="serve through tritonserver (the bundled CPU binary)")
     parser.add_argument("--stop", action="store_true",

@@ -136,3 +136,11 @@ def training_photos(cfg: PillsnapConfig, k_code: str) -> list[Path]:
     it from), in manifest order."""
     return [Path(cfg.data.root) / row.path for row in read_manifest(Path(cfg.data.manifest_dir))
             if row.split == "train" and row.kind == "single" and row.pills[0].k_code == k_code]
+
+
+def first_validation_photo(cfg: PillsnapConfig, k_code: str) -> Path | None:
+    """The validation split's first single-pill photo of ``k_code``."""
+    for row in read_manifest(Path(cfg.data.manifest_dir)):
+        if row.split == "val" and row.kind == "single" and row.pills[0].k_code == k_code:
+            return Path(cfg.data.root) / row.path
+    return None

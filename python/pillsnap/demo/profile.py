@@ -55,6 +55,17 @@ PROFILES = {
                      "models.detector.image_size=224", "train.det.epochs=30",
                      "train.det.batch_size=8", "train.det.warmup_epochs=1",
                      "train.det.max_minutes=3")),
+    # The unknown-drug evaluation of look-alikes (issue 21): 90 drugs in look-alike groups,
+    # one drug of each of 30 groups held out (each with known twins that differ from it by
+    # imprint alone), photographed for training too (to enroll them); fixed epochs
+    "openset": Profile(SynthSpec(classes=90, holdout_classes=30, holdout_twins=True,
+                                 holdout_train_per_class=10, train_per_class=60,
+                                 val_per_class=10, combo_train=60, combo_val=20, width=488,
+                                 height=640, seed=1),
+                       ("train.epochs=12", "train.max_minutes=null", "train.batch_size=64",
+                        "models.detector.image_size=224", "train.det.epochs=30",
+                        "train.det.batch_size=8", "train.det.patience=0",
+                        "train.det.warmup_epochs=0")),
     # The demo configs as they are: drugs in look-alike groups told apart by imprint alone,
     # 240 training photos per class, 16 epochs (docs/benchmarks.md: top-1 0.979, about 16
     # minutes on 2 cores with AVX512-BF16, far longer without); some held-out drugs are
@@ -84,7 +95,7 @@ def held_out(spec: SynthSpec) -> list[str]:
 
     catalog = build_catalog(spec.classes + spec.holdout_classes, spec.seed,
                             lookalikes=spec.lookalikes)
-    return sorted(choose_holdout(catalog, spec.holdout_classes))
+    return sorted(choose_holdout(catalog, spec.holdout_classes, twins=spec.holdout_twins))
 
 
 def demo_config(out: Path, profile: str, extra: tuple[str, ...] = ()) -> PillsnapConfig:

@@ -75,6 +75,9 @@ class SynthSpec:
     # training-split single photos of each held-out drug (0: none, validation only); the run
     # must then exclude them (data.exclude_k_codes) to keep them unknown
     holdout_train_per_class: int = 0
+    # hold out one drug of each look-alike group (each then has known twins: the hard case)
+    # instead of the last drugs built (whole groups, unlike every known drug)
+    holdout_twins: bool = False
     train_per_class: int = 20  # single-pill training images per class
     val_per_class: int = 6  # single-pill validation images per class
     combo_train: int = 10  # combination images, training
@@ -208,7 +211,7 @@ def generate(out: Path, spec: SynthSpec, workers: int = 1) -> SynthSummary:
     start = time.perf_counter()
     catalog = build_catalog(spec.classes + spec.holdout_classes, spec.seed,
                             lookalikes=spec.lookalikes)
-    holdout = choose_holdout(catalog, spec.holdout_classes)
+    holdout = choose_holdout(catalog, spec.holdout_classes, twins=spec.holdout_twins)
     jobs = plan_jobs(out, spec, catalog)
     logger.info("generating %d synthetic images (%d classes + %d held out, %dx%d) into %s with "
                 "%d worker(s)", len(jobs), spec.classes, spec.holdout_classes, spec.width,
@@ -246,17 +249,30 @@ def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def choose_holdout(catalog: list[Drug], n: int) -> dict[str, list[str]]:
+def choose_holdout(catalog: list[Drug], n: int, *,
+                   twins: bool = False) -> dict[str, list[str]]:
     """The ``n`` held-out drugs, K-code -> K-codes of the known drugs of its look-alike group.
 
     They are the last ``n`` drugs built: whole late groups (unknown drugs that look unlike
-    every known one) and, where ``n`` cuts a group, "near twins" of known drugs. ``catalog``
-    is :func:`build_catalog` of ``classes + n`` drugs.
+    every known one) and, where ``n`` cuts a group, "near twins" of known drugs; with
+    ``twins``, the last member of each of the first ``n`` groups of two or more (every one
+    a near twin of known drugs). ``catalog`` is :func:`build_catalog` of ``classes + n``
+    drugs.
     """
     if not 0 <= n <= len(catalog):
         raise ValueError(f"cannot hold out {n} of {len(catalog)} drugs")
     built = sorted(catalog, key=lambda d: d.order)
-    held = built[len(built) - n:]
+    if twins:
+        groups: dict[int, list[Drug]] = {}
+        for drug in built:
+            groups.setdefault(drug.group, []).append(drug)
+        shared = [members[-1] for members in groups.values() if len(members) >= 2]
+        if len(shared) < n:
+            raise ValueError(f"cannot hold out {n} near twins: the catalogue has "
+                             f"{len(shared)} look-alike groups (lookalikes=false makes none)")
+        held = shared[:n]
+    else:
+        held = built[len(built) - n:]
     held_codes = {d.k_code for d in held}
     return {d.k_code: sorted(o.k_code for o in catalog
                              if o.group == d.group and o.k_code not in held_codes)
@@ -302,7 +318,7 @@ def plan_jobs(out: Path, spec: SynthSpec, catalog: list[Drug]) -> list[Job]:
     ``catalog`` holds ``spec.classes + spec.holdout_classes`` drugs; the held-out ones get
     validation singles only, and combinations draw from the known drugs alone.
     """
-    holdout = choose_holdout(catalog, spec.holdout_classes)
+    holdout = choose_holdout(catalog, spec.holdout_classes, twins=spec.holdout_twins)
     known = [d for d in catalog if d.k_code not in holdout]
     jobs: list[Job] = []
     counts = {"train": (spec.train_per_class, spec.combo_train),
