@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import yaml
 
+from pillsnap.config.loader import get_dotted
 from pillsnap.contract.gallery import Gallery, GalleryError
 from pillsnap.contract.recipe import Recipe, RecipeError
 from pillsnap.data.classes import ClassIndex
@@ -66,12 +67,8 @@ class ClassifierCheckpoint:
 
     def setting(self, dotted: str, default: Any) -> Any:
         """A training setting, e.g. ``pack.pill_margin`` (``default`` when absent)."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        value = get_dotted(self.config, dotted)
+        return default if value is None else value
 
 
 def load_classifier_checkpoint(path: Path) -> ClassifierCheckpoint:

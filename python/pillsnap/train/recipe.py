@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pillsnap.config.loader import get_dotted
 from pillsnap.config.schema import PillsnapConfig
 from pillsnap.contract.ops import IMAGENET_MEAN, IMAGENET_STD
 from pillsnap.contract.recipe import Crop, OpenSet, Recipe
@@ -61,12 +62,8 @@ def _legacy_recipe(state: dict[str, Any]) -> Recipe:
     config = yaml.safe_load(state["config"]) or {}
 
     def setting(dotted: str, default: Any) -> Any:
-        node: Any = config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
+        value = get_dotted(config, dotted)
+        return default if value is None else value
 
     k_codes = tuple(state["classes"]["k_codes"])
     crop = Crop(size=int(state["image_size"]), short_side=setting("pack.short_side", 480),
