@@ -142,6 +142,14 @@ function pillItem(pill, i) {
   }
   table.append(body);
   item.append(table);
+  // look-alikes of the top-1 that hold a real share: what a pharmacist should check
+  for (const twin of pill.near_twins || []) {
+    const note = document.createElement("p");
+    note.className = "note twin";
+    note.textContent = `Looks like ${drugName(twin)} (${percent(twin.confidence)}): ` +
+      (twin.differs_by.length ? `check ${twin.differs_by.join("; ")}` : "same look in the table");
+    item.append(note);
+  }
   return item;
 }
 
