@@ -10,9 +10,10 @@ checks (a photo in which the detector finds no pill, or several, is left out, as
 ``--skip-unusable`` does; a drug left with none is listed as not enrolled). Then the
 split's single-pill photos go through the copy's pipeline: the enrolled
 drugs' photos (never used to enroll: they are validation photos) must come back named
-(top-1 and not flagged unknown), and the known drugs' top-1 must not fall (the change is
-reported against the same photos before enrolling). Embedded backend only (it needs the
-export folder); Triton serves the same gallery file (``tests/enroll``).
+(``top1``: the top-1, not flagged unknown; ``nearest``: the top-1, flagged or not, which
+tells the features' part from the threshold's), and the known drugs' top-1 must not fall
+(the change is reported against the same photos before enrolling). Embedded backend only
+(it needs the export folder); Triton serves the same gallery file (``tests/enroll``).
 """
 
 from __future__ import annotations
@@ -62,15 +63,20 @@ def enrolled_report(cfg: PillsnapConfig, export: Path, samples: Sequence[Sample]
             enrolled = _enroll_all(cfg, copy, pipe, sources=sources, drugs=drugs, n=n,
                                    skipped=out["skipped"])
             rows = [s for s in singles if s.pills[0].k_code in enrolled]
-            right = sum(_named(pipe, s) == s.pills[0].k_code for s in rows)
+            answers = [_answer(pipe, s) for s in rows]
+            nearest = sum(code == s.pills[0].k_code for (code, _), s in zip(answers, rows,
+                                                                          strict=True))
+            named = sum(code == s.pills[0].k_code and not flagged
+                        for (code, flagged), s in zip(answers, rows, strict=True))
             after = _known_top1(pipe, known)
         out["shots"].append({"photos": n, "drugs": len(enrolled), "pills": len(rows),
-                             "top1": right / len(rows) if rows else 0.0,
+                             "top1": named / len(rows) if rows else 0.0,
+                             "nearest": nearest / len(rows) if rows else 0.0,
                              "known_top1": after, "known_top1_before": before,
                              "known_change": after - before})
-        logger.info("eval --enroll: %d photo(s) each, %d drugs, enrolled top-1 %.3f, known "
-                    "top-1 %.3f -> %.3f", n, len(enrolled), out["shots"][-1]["top1"], before,
-                    after)
+        logger.info("eval --enroll: %d photo(s) each, %d drugs, enrolled top-1 %.3f (nearest "
+                    "%.3f), known top-1 %.3f -> %.3f", n, len(enrolled),
+                    out["shots"][-1]["top1"], out["shots"][-1]["nearest"], before, after)
     return out
 
 
@@ -105,15 +111,15 @@ def _enroll_all(cfg: PillsnapConfig, export: Path, pipe: OnnxPipeline, *,
     return enrolled
 
 
-def _named(pipe: OnnxPipeline, sample: Sample) -> str | None:
-    """The drug an answer names (None: no pill, or flagged unknown)."""
+def _answer(pipe: OnnxPipeline, sample: Sample) -> tuple[str | None, bool]:
+    """The answer's top-1 and whether it is flagged unknown (None: no pill)."""
     try:
         pills = pipe.predict(sample.path.read_bytes(), pipeline="single", top_k=1)["pills"]
     except (OSError, PillsnapError):
-        return None
-    if not pills or pills[0]["unknown"]:
-        return None
-    return str(pills[0]["top1"]["k_code"])
+        return None, False
+    if not pills:
+        return None, False
+    return str(pills[0]["top1"]["k_code"]), bool(pills[0]["unknown"])
 
 
 def _known_top1(pipe: OnnxPipeline, known: Sequence[Sample]) -> float:

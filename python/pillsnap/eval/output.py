@@ -200,8 +200,9 @@ def _num(value: float | None) -> str:
 def _enrolled_lines(enrolled: dict[str, Any]) -> list[str]:
     lines = []
     for row in enrolled["shots"]:
-        lines.append(f"- {row['photos']} photo(s) each, {row['drugs']} drugs: enrolled top-1 "
-                     f"{row['top1']:.3f} over {row['pills']} unseen photos; known top-1 "
+        lines.append(f"- {row['photos']} photo(s) each, {row['drugs']} drugs: enrolled drugs "
+                     f"named {row['top1']:.3f} (top-1 flagged or not {row['nearest']:.3f}) "
+                     f"over {row['pills']} unseen photos; known top-1 "
                      f"{row['known_top1']:.3f} ({row['known_change']:+.3f} from before)")
     for skipped in enrolled.get("skipped", [])[:5]:
         lines.append(f"- not enrolled: {skipped}")
