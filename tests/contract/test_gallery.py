@@ -44,8 +44,9 @@ def test_distances_are_the_mahalanobis_distances_of_the_class_statistics() -> No
     brute = np.stack([np.einsum("nd,de,ne->n", probe - m, precision, probe - m)
                       for m in means], axis=1)
     d2 = gallery.distances(probe)
-    np.testing.assert_allclose(d2[:, 0], brute[:, 0] / (1 + 1 / 1000), rtol=1e-5)
-    np.testing.assert_allclose(d2[:, 1], brute[:, 1] / (1 + 1 / 4), rtol=1e-5)
+    for c, n in ((0, 1000), (1, 4)):  # minus twice the log-likelihood: width and log det
+        width = 1 + 1 / n
+        np.testing.assert_allclose(d2[:, c], brute[:, c] / width + 4 * np.log(width), rtol=1e-5)
     assert np.isinf(d2[:, 2]).all()  # a class with no crop never vouches for a pill
     w = whitening(precision)
     np.testing.assert_allclose(w @ w.T, precision, rtol=1e-5, atol=1e-6)
@@ -57,14 +58,15 @@ def test_a_mean_of_few_photos_is_as_near_as_a_trained_class_on_average() -> None
     rng = np.random.default_rng(2)
     d = 32
     gallery = Gallery.from_statistics(("K-1",), np.zeros((1, d)), np.eye(d), [100_000])
-    trained = gallery.distances(rng.normal(0, 1, (4000, d)))[:, 0].mean()
+    trained = gallery.distances(rng.normal(0, 1, (4000, d)))[:, 0].mean() - d * np.log(1 + 1e-5)
     enrolled = []
     for i in range(200):
         centre = rng.normal(0, 3, d)
         photos = centre + rng.normal(0, 1, (5, d))
         added = gallery.enrolled_with(Enrolled(f"K-9{i:05d}", {}, 5), gallery.whitened(photos))
         probes = centre + rng.normal(0, 1, (20, d))
-        enrolled.append(added.distances(probes)[:, 1].mean())
+        # the normalised distance, without the width's log det
+        enrolled.append(added.distances(probes)[:, 1].mean() - d * np.log(1 + 1 / 5))
     assert np.mean(enrolled) == pytest.approx(trained, rel=0.03)
     assert trained == pytest.approx(d, rel=0.03)
 
@@ -157,8 +159,10 @@ def test_an_enrolled_drug_that_spreads_more_gets_a_wider_class(tmp_path: Path) -
     added = gallery.enrolled_with(Enrolled("K-9", {}, 6), photos)
     assert added.scales.tolist() == [1.0, pytest.approx(scale)]
     probe = centre + rng.normal(0, 2.0, (200, d))
-    raw = ((probe - photos.mean(0)) ** 2).sum(1) / (1 + 1 / 6)
-    np.testing.assert_allclose(added.distances(probe)[:, 1], raw / scale, rtol=1e-6)
+    width = (1 + 1 / 6) * scale
+    raw = ((probe - photos.mean(0)) ** 2).sum(1)
+    np.testing.assert_allclose(added.distances(probe)[:, 1], raw / width + d * np.log(width),
+                               rtol=1e-6)
     assert enrolled_scale(photos[:1], gallery.spread) == 1.0  # one photo: no spread to see
     tight = centre + rng.normal(0, 0.1, (6, d))
     assert enrolled_scale(tight, gallery.spread) == 1.0  # never narrower than a trained one

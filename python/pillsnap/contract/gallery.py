@@ -21,6 +21,11 @@ more, in directions the trained classes hardly vary in, which the whitening stre
 enrolled row also has a ``scale``: its photos' spread against ``spread``, the trained
 classes' own (measured on served crops at export), shrunk towards 1 for few photos and
 never under 1 (``enrolled_scale``); its distances are divided by it. Trained rows have 1.
+A row so widened also pays for its width as a Gaussian does, ``d log(width)`` (``d``
+features, width ``(1 + 1/n) * scale``): the distance is minus twice the log-likelihood, up to
+a constant. Without that term a wide row draws in every pill near it, known drugs' too
+(measured on the demo: known top-1 fell by 5-13 points after enrolling its held-out drugs,
+1-3 points with it; docs/benchmarks.md).
 
 The file (``gallery.npz``, numpy's own format, no pickles) sits beside the models in an
 export folder and in Triton's ``postprocess`` model; ``GalleryFile`` notices when an
@@ -145,7 +150,8 @@ class Gallery:
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         """(n, classes) squared Mahalanobis distances to every class mean, each divided by
-        ``1 + 1/count`` (a mean of few photos is itself uncertain); inf for empty classes."""
+        its width ``(1 + 1/count) * scale`` (a mean of few photos is itself uncertain) plus
+        ``dim * log(width)``; inf for empty classes."""
         return self.whitened_distances(self.whitened(features))
 
     def whitened_distances(self, g: np.ndarray) -> np.ndarray:
@@ -154,7 +160,10 @@ class Gallery:
         d2 = (g ** 2).sum(1)[:, None] - 2.0 * (g @ self._means64.T) + self._sq[None, :]
         counts = self.counts.astype(np.float64)
         with np.errstate(divide="ignore"):
-            d2 = np.maximum(d2, 0.0) / ((1.0 + 1.0 / counts) * self.scales)[None, :]
+            spread = (1.0 + 1.0 / counts) * self.scales
+            # minus twice the Gaussian log-likelihood: a wider class pays log det for its
+            # width, or it would draw every pill near it (a sink)
+            d2 = np.maximum(d2, 0.0) / spread[None, :] + (self.dim * np.log(spread))[None, :]
         d2[:, counts == 0] = np.inf
         return d2
 
