@@ -14,11 +14,11 @@ max batch). Prints a table with the machine, the medians and the ratio.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 
+from pillsnap.bench.machine import describe_line
 from pillsnap.contract.gallery import Gallery
 
 
@@ -52,8 +52,8 @@ def main() -> None:
         g = f.astype(np.float32) @ w32
         return (g ** 2).sum(1)[:, None] - 2 * g @ m32.T + sq32[None, :]
 
-    print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, "
-          f"{classes} classes x {d} features, median of {args.runs} runs")
+    print(f"machine: {describe_line()}; numpy {np.__version__}; {classes} classes x {d} "
+          f"features, median of {args.runs} runs")
     print("| crops | float32 ms (baseline) | served float64 ms | ratio |")
     print("|---|---|---|---|")
     for batch in (1, 4, 32):
