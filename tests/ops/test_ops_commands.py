@@ -10,7 +10,9 @@ import json
 import os
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +51,28 @@ def test_release_then_rollback_round_trip(exported: Path, tmp_path: Path,
     assert [line[:4] for line in listing] == ["  v1", "* v2"]
     history = json.loads((root / "history.json").read_text())
     assert [h["version"] for h in history] == ["v1", "v2", "v1", "v2"]
+
+
+def test_drugs_enrolled_into_the_active_release_keep_it_verifiable(
+        one_box_export: Callable[[Path], Path], new_drug: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Enrollment changes the served export in place (releases/current/export): its gallery
+    and enrollment files are the release's state, not in its checksums, so the release
+    still verifies and can be activated again; a changed model still cannot."""
+    from pillsnap.enroll.__main__ import main as enroll_main
+
+    root = tmp_path / "releases"
+    export = one_box_export(tmp_path / "export")
+    assert main(["release", "--export", str(export), "--version", "v1", "--root",
+                 str(root)]) == 0
+    served = root / "current" / "export"
+    assert enroll_main(["--export", str(served), "--k-code", new_drug["k_code"], "--drugs",
+                        str(new_drug["drugs"]), *map(str, new_drug["photos"])]) == 0
+    assert (served / "enrolled").is_dir() and (served / "gallery_history").is_dir()
+    assert main(["verify", "v1", "--root", str(root)]) == 0
+    assert main(["activate", "v1", "--root", str(root)]) == 0
+    (served / "classifier" / "model.onnx").write_bytes(b"tampered")
+    assert main(["verify", "v1", "--root", str(root)]) == 2
 
 
 def test_a_tampered_release_is_never_activated(exported: Path, tmp_path: Path,

@@ -4,7 +4,11 @@
     verify_sums(Path("releases/v1"))          # [] when every file is intact
 
 The format is coreutils' (``<hex>  <relative path>``), so ``sha256sum -c SHA256SUMS``
-checks a release on a machine without PillSnap.
+checks a release on a machine without PillSnap. The drugs a pharmacy enrolls live in the
+served export (and its Triton repository) and change there, in place, after the release is
+made: the gallery, its history, the kept photos, the enrollment log and lock are the
+release's state, not its make-up, and are left out of the sums (``ENROLLMENT_STATE``), or
+every enrollment would make the release "changed" and refuse its activation.
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from pillsnap.contract.gallery import GALLERY_FILE, HISTORY_DIR
+from pillsnap.enroll.store import LOCK_FILE, LOG_FILE, PHOTOS_DIR
+
 SUMS_FILE = "SHA256SUMS"
+# names (files or folders) of what python -m pillsnap.enroll changes after a release is made
+ENROLLMENT_STATE = frozenset({GALLERY_FILE, HISTORY_DIR, PHOTOS_DIR, LOG_FILE, LOCK_FILE})
 
 
 def file_sha256(path: Path) -> str:
@@ -24,7 +33,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_FILE)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_FILE
+                  and not ENROLLMENT_STATE.intersection(p.relative_to(folder).parts))
 
 
 def write_sums(folder: Path) -> Path:
